@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make setup`: installs what is missing on this machine, then the project's virtual environment.
+#  1. System packages (JDK 17, Maven, PostgreSQL server): apt-get when root, otherwise the exact command to run.
+#  2. .venv with uv, `-e .[all,dev]` from the pins in requirements/constraints.txt.
+# Idempotent: a second run checks a stamp (hash of pyproject.toml + constraints) and returns in about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.setup-stamp
+UV_VERSION=0.13.9
+
+missing=()
+java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
+command -v java >/dev/null && [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing system packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages: ${missing[*]}" >&2
+    echo "run:   sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+"$PYTHON" - <<'PY' || { echo "setup: Python 3.11 or newer is required (set PYTHON=...)" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+want=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+[ -x "$VENV/bin/uv" ] || "$VENV/bin/python" -m pip install -q "uv==$UV_VERSION"
+echo "setup: installing bottega[all,dev] into $VENV (pinned by requirements/constraints.txt)"
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" -q -c requirements/constraints.txt -e ".[all,dev]"
+echo "$want" > "$STAMP"
+echo "setup: done"

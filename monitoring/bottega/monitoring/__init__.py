@@ -1,0 +1,1 @@
+"""Monitoring: prediction logs joined to outcomes, accuracy over time, feature and prediction drift."""

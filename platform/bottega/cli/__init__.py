@@ -1,0 +1,1 @@
+"""The `bottega` command line: one module per command group, all calling the SDK."""

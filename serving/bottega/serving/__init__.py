@@ -1,0 +1,1 @@
+"""The routed online prediction service and batch scoring."""
