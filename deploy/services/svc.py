@@ -185,6 +185,7 @@ class JavaService:
         if self.pid() is not None and self.ready():
             print(f"[{self.name}] already running (pid {self.pid()}, port {self.port})")
             return
+        proc: subprocess.Popen[bytes] | None = None
         if self.pid() is None:
             if port_open(self.port):
                 raise ServiceError(
@@ -208,7 +209,14 @@ class JavaService:
                 )
             self.pid_file.write_text(f"{proc.pid}\n")
         started = time.monotonic()
-        wait_until(f"[{self.name}]", self.ready, self.start_timeout, self.log, lambda: self.pid() is not None)
+        # While the JVM starts, ask our own child whether it lives; /proc may show the launcher mid-exec.
+        wait_until(
+            f"[{self.name}]",
+            self.ready,
+            self.start_timeout,
+            self.log,
+            lambda: proc.poll() is None if proc is not None else self.pid() is not None,
+        )
         print(f"[{self.name}] ready on {HOST}:{self.port} in {time.monotonic() - started:.1f} s (log: {self.log})")
 
     def main_args(self) -> list[str]:
