@@ -1,14 +1,19 @@
 """Entry point of the `bottega` console script.
 
-Command groups import their heavy dependencies inside the command functions, so `bottega --help` stays fast and
-works on the light base install.
+Command groups import heavy dependencies inside their commands, so `bottega --help` stays fast and works on the
+light base install.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from bottega.cli import deployments, jobs, models, projects, runs, server
+from bottega.cli.common import state
 from bottega.core import package_version
+from bottega.core.extras import MissingExtra
 
 app = typer.Typer(
     name="bottega",
@@ -18,12 +23,38 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(envvar="BOTTEGA_URL", help="API URL")] = None,
+    token: Annotated[str | None, typer.Option(envvar="BOTTEGA_TOKEN", help="API key", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    st = state(ctx)
+    st.url, st.token, st.as_json = url, token, as_json
+
+
 @app.command()
 def version() -> None:
     """Print the installed Bottega version."""
     typer.echo(package_version())
 
 
+app.command("server")(server.server)
+app.add_typer(server.db, name="db")
+app.add_typer(projects.projects, name="projects")
+app.add_typer(projects.keys, name="keys")
+app.command("audit")(projects.audit)
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(jobs.app, name="jobs")
+
+
 def run() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except MissingExtra as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc

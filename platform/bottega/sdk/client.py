@@ -1,4 +1,4 @@
-"""An httpx client for the Bottega API."""
+"""An httpx client for the Bottega API. Domain errors come back as the same `bottega.core.errors` classes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,56 @@ from typing import Any
 
 import httpx
 
+from bottega.core.errors import BottegaError, error_class_for
+from bottega.sdk.deployments import DeploymentsAPI
+from bottega.sdk.jobs import JobsAPI
+from bottega.sdk.models import ModelsAPI
+from bottega.sdk.projects import AuditAPI, KeysAPI, ProjectsAPI
+from bottega.sdk.runs import RunsAPI
+
 DEFAULT_URL = "http://127.0.0.1:8700"
+API = "/api/v1"
+
+
+class Transport:
+    """Sends requests with the bearer token and turns problem+json answers into domain errors."""
+
+    def __init__(self, http: httpx.Client, token: str | None) -> None:
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if response.is_error:
+            raise_for_problem(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        return None if response.status_code == 204 or not response.content else response.json()
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    cls = error_class_for(body.get("type"), response.status_code)
+    detail = str(body.get("detail") or response.text[:500] or response.reason_phrase)
+    extra = {k: v for k, v in body.items() if k not in {"type", "title", "status", "detail"}}
+    error: BottegaError = cls(detail, **extra)
+    error.http_status = response.status_code  # type: ignore[attr-defined]
+    raise error
 
 
 class Client:
     """Talks to a Bottega API server.
 
-    `url` and `token` default to the environment variables `BOTTEGA_URL` and `BOTTEGA_TOKEN`.
+    `url` and `token` default to the environment variables `BOTTEGA_URL` and `BOTTEGA_TOKEN`. `http` lets a caller
+    pass a ready httpx client (tests pass the server's TestClient).
     """
 
     def __init__(
@@ -22,23 +65,34 @@ class Client:
         url: str | None = None,
         token: str | None = None,
         *,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
     ) -> None:
         self.url = (url or os.environ.get("BOTTEGA_URL") or DEFAULT_URL).rstrip("/")
         self.token = token if token is not None else os.environ.get("BOTTEGA_TOKEN")
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=self.url, timeout=timeout)
+        self.transport = Transport(self._http, self.token)
+        self.projects = ProjectsAPI(self.transport, API)
+        self.keys = KeysAPI(self.transport, API)
+        self.audit = AuditAPI(self.transport, API)
+        self.runs = RunsAPI(self.transport, API)
+        self.models = ModelsAPI(self.transport, API)
+        self.deployments = DeploymentsAPI(self.transport, API)
+        self.jobs = JobsAPI(self.transport, API)
 
     def health(self) -> dict[str, Any]:
-        """The server's liveness document (`GET /healthz`); raises httpx errors when it cannot be reached."""
-        response = self._http.get("/healthz")
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
+        """The server's liveness document (`GET /healthz`)."""
+        body: dict[str, Any] = self.transport.json("GET", "/healthz")
+        return body
+
+    def whoami(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.transport.json("GET", f"{API}/whoami")
         return body
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self

@@ -1,0 +1,1 @@
+"""Online and batch deployments with immutable revisions, rollback and a watch endpoint."""

@@ -1,0 +1,1 @@
+"""Platform jobs: job types, ad-hoc runs, cron schedules, the scheduler and workers."""

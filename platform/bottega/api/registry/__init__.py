@@ -1,0 +1,1 @@
+"""The model DB: models, immutable versions, artifacts, aliases."""

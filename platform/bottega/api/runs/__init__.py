@@ -1,0 +1,1 @@
+"""Experiment tracking: runs, params, step-series metrics, tags, artifacts."""

@@ -1,0 +1,7 @@
+"""`bottega deployments ...` (placeholder: filled by its domain)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="deployments", no_args_is_help=True)

@@ -1,0 +1,14 @@
+"""SDK methods for jobs (placeholder: filled by its domain)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bottega.sdk.client import Transport
+
+
+class JobsAPI:
+    def __init__(self, transport: Transport, api: str) -> None:
+        self._t = transport
+        self._api = api
