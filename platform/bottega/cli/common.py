@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import typer
 from pydantic import BaseModel
 from rich.console import Console
@@ -42,7 +43,7 @@ def client(ctx: typer.Context) -> Iterator[Client]:
     except BottegaError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc.detail}", highlight=False)
         raise typer.Exit(1) from exc
-    except OSError as exc:  # connection refused, DNS, ...
+    except (httpx.TransportError, OSError) as exc:  # connection refused, DNS, timeouts
         Console(stderr=True).print(f"[red]error:[/red] cannot reach the API: {exc}", highlight=False)
         raise typer.Exit(1) from exc
 
