@@ -61,3 +61,18 @@ def test_client_env_points_at_the_default_ports(svc: ModuleType) -> None:
     assert env["BOTTEGA_TEST_CASSANDRA_HOSTS"].endswith(":19042")
     assert env["BOTTEGA_TEST_KAFKA_BOOTSTRAP"].endswith(":19092")
     assert ":15432/" in env["BOTTEGA_TEST_POSTGRES_URL"]
+
+
+def test_api_service_builds_from_the_repo_and_uses_postgres() -> None:
+    api = compose()["services"]["api"]
+    dockerfile = REPO / api["build"]["dockerfile"]
+    assert dockerfile.is_file()
+    text = dockerfile.read_text()
+    for folder in ("platform", "feature_store", "training", "serving", "monitoring"):
+        assert f"COPY {folder} {folder}" in text, f"the image must contain {folder}/"
+    assert "requirements/constraints.txt" in text
+    assert '".[server]"' in text
+    assert "8700" in text
+    assert host_ports(api) == {8700}
+    assert api["environment"]["BOTTEGA_DATABASE_URL"].startswith("postgresql+psycopg://postgres@postgres:5432/")
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"

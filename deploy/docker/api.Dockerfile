@@ -1,0 +1,21 @@
+# The Bottega API server (central API tier). Build from the repository root:
+#   docker build -f deploy/docker/api.Dockerfile -t bottega-api .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    BOTTEGA_HOME=/var/lib/bottega
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY platform platform
+COPY feature_store feature_store
+COPY training training
+COPY serving serving
+COPY monitoring monitoring
+RUN pip install --no-cache-dir -c requirements/constraints.txt ".[server]" \
+    && useradd --system --home-dir /var/lib/bottega --create-home bottega
+USER bottega
+EXPOSE 8700
+HEALTHCHECK --interval=10s --timeout=5s --retries=10 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8700/readyz')"
+CMD ["bottega", "server", "--host", "0.0.0.0", "--port", "8700"]
