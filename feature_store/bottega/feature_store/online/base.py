@@ -1,0 +1,177 @@
+"""The online-store contract: create a group's schema, write a batch, read many entities x many features at once.
+
+Reads return, for every requested entity and feature, the value, its event time and a status: FRESH (within the
+feature group's max age), STALE (known but older than max age) or MISSING (never written, expired, or not read in
+time). A read never blocks past its timeout: what did not arrive in time is MISSING with `error="timeout"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from bottega.feature_store.types import FeatureRef, ValueType, check_name
+
+
+class Status(StrEnum):
+    FRESH = "FRESH"
+    STALE = "STALE"
+    MISSING = "MISSING"
+
+
+@dataclass(frozen=True)
+class GroupSchema:
+    """What an online store needs to know of a feature group."""
+
+    project: str
+    name: str
+    entity_keys: tuple[tuple[str, ValueType], ...]
+    features: tuple[tuple[str, ValueType], ...]
+    max_age: timedelta
+
+    def __post_init__(self) -> None:
+        check_name("group", self.name)
+        if not self.project:
+            raise ValueError("a feature group needs a project")
+        if not self.entity_keys:
+            raise ValueError(f"feature group {self.name!r} needs at least one entity key")
+        names = [n for n, _ in self.entity_keys] + [n for n, _ in self.features]
+        for name in names:
+            check_name("column", name)
+        if len(set(names)) != len(names) or "event_time" in names:
+            raise ValueError(f"feature group {self.name!r} has duplicate column names (or one called event_time)")
+        if self.max_age <= timedelta(0):
+            raise ValueError(f"feature group {self.name!r} needs a positive max_age")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.project, self.name)
+
+    @property
+    def key_names(self) -> list[str]:
+        return [name for name, _ in self.entity_keys]
+
+    @property
+    def feature_types(self) -> dict[str, ValueType]:
+        return dict(self.features)
+
+    def table_name(self, limit: int = 48) -> str:
+        """A storage-safe table name, unique per (project, group), at most `limit` characters."""
+        digest = hashlib.sha256(f"{self.project}:{self.name}".encode()).hexdigest()[:10]
+        readable = re.sub(r"[^a-z0-9_]", "_", f"{self.project}__{self.name}")
+        return f"fg_{readable[: limit - 15]}_{digest}"
+
+    def ref(self, feature: str) -> FeatureRef:
+        return FeatureRef(self.project, self.name, feature)
+
+
+@dataclass(frozen=True)
+class FeatureValue:
+    value: Any
+    event_time: datetime | None
+    status: Status
+    error: str | None = None
+
+
+@dataclass
+class ReadResult:
+    """One mapping per requested entity row, in request order: feature reference -> FeatureValue."""
+
+    rows: list[dict[FeatureRef, FeatureValue]] = field(default_factory=list)
+
+    def values(self, index: int) -> dict[str, Any]:
+        return {str(ref): fv.value for ref, fv in self.rows[index].items()}
+
+
+def missing(error: str | None = None) -> FeatureValue:
+    return FeatureValue(None, None, Status.MISSING, error)
+
+
+def judge(value: Any, event_time: datetime | None, max_age: timedelta, now: datetime) -> FeatureValue:
+    if event_time is None:
+        return missing()
+    status = Status.FRESH if now - event_time <= max_age else Status.STALE
+    return FeatureValue(value, event_time, status)
+
+
+def as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("event times must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+class OnlineStore(ABC):
+    """The contract every online store implements (see tests/integration/feature_store/test_online_contract.py)."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[tuple[str, str], GroupSchema] = {}
+
+    @abstractmethod
+    def create_group(self, schema: GroupSchema) -> None:
+        """Create (idempotently) the storage of a feature group."""
+
+    @abstractmethod
+    def write_batch(self, schema: GroupSchema, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert rows `{<entity keys>, <features>, event_time}`; an older event never replaces a newer one.
+        Returns the number of rows written."""
+
+    @abstractmethod
+    def read(
+        self,
+        entities: Sequence[Mapping[str, Any]],
+        features: Sequence[FeatureRef],
+        *,
+        timeout: float = 1.0,
+        now: datetime | None = None,
+    ) -> ReadResult:
+        """For each entity row (join-key values by name) the requested features, in one call."""
+
+    @abstractmethod
+    def drop_group(self, schema: GroupSchema) -> None:
+        """Delete a feature group's storage and values."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def register(self, schema: GroupSchema) -> None:
+        """Remember a group's schema so `read` can resolve its references (create_group does this too)."""
+        self.schemas[schema.key] = schema
+
+    def plan(self, features: Sequence[FeatureRef]) -> dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]]:
+        """Group requested references by feature group, checking each exists."""
+        plan: dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]] = {}
+        for ref in features:
+            schema = self.schemas.get(ref.group_key)
+            if schema is None:
+                raise KeyError(f"unknown feature group {ref.project}:{ref.group}: create or register it first")
+            if ref.feature not in schema.feature_types:
+                raise KeyError(f"feature group {ref.project}:{ref.group} has no feature {ref.feature!r}")
+            plan.setdefault(ref.group_key, (schema, []))[1].append(ref)
+        return plan
+
+    def entity_key(self, schema: GroupSchema, entity: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The typed join-key tuple of an entity row for a group, or None when a key is absent."""
+        try:
+            return tuple(vtype.coerce(entity[name]) for name, vtype in schema.entity_keys)
+        except KeyError:
+            return None
+
+    def prepare_row(
+        self, schema: GroupSchema, row: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], datetime]:
+        """Validate one row: (typed keys, typed features present in the row, event time in UTC)."""
+        keys = self.entity_key(schema, row)
+        if keys is None or any(k is None for k in keys):
+            raise ValueError(f"row for {schema.name!r} lacks an entity key: {schema.key_names}")
+        event_time = row.get("event_time")
+        if not isinstance(event_time, datetime):
+            raise ValueError(f"row for {schema.name!r} needs a timezone-aware datetime `event_time`")
+        values = {name: vtype.coerce(row.get(name)) for name, vtype in schema.features}
+        return keys, values, as_utc(event_time)
