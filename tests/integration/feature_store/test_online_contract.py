@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bottega.feature_store.online.base import GroupSchema, OnlineStore, Status
+from bottega.feature_store.online.base import OnlineStore, Status
 from bottega.feature_store.online.cassandra import CassandraOnlineStore
 from bottega.feature_store.online.sqlite import SqliteOnlineStore
-from bottega.feature_store.types import FeatureRef, ValueType
+from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 STATS = GroupSchema(

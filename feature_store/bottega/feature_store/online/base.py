@@ -7,8 +7,6 @@ time). A read never blocks past its timeout: what did not arrive in time is MISS
 
 from __future__ import annotations
 
-import hashlib
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,59 +14,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from bottega.feature_store.types import FeatureRef, ValueType, check_name
+from bottega.feature_store.types import FeatureRef, GroupSchema
 
 
 class Status(StrEnum):
     FRESH = "FRESH"
     STALE = "STALE"
     MISSING = "MISSING"
-
-
-@dataclass(frozen=True)
-class GroupSchema:
-    """What an online store needs to know of a feature group."""
-
-    project: str
-    name: str
-    entity_keys: tuple[tuple[str, ValueType], ...]
-    features: tuple[tuple[str, ValueType], ...]
-    max_age: timedelta
-
-    def __post_init__(self) -> None:
-        check_name("group", self.name)
-        if not self.project:
-            raise ValueError("a feature group needs a project")
-        if not self.entity_keys:
-            raise ValueError(f"feature group {self.name!r} needs at least one entity key")
-        names = [n for n, _ in self.entity_keys] + [n for n, _ in self.features]
-        for name in names:
-            check_name("column", name)
-        if len(set(names)) != len(names) or "event_time" in names:
-            raise ValueError(f"feature group {self.name!r} has duplicate column names (or one called event_time)")
-        if self.max_age <= timedelta(0):
-            raise ValueError(f"feature group {self.name!r} needs a positive max_age")
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.project, self.name)
-
-    @property
-    def key_names(self) -> list[str]:
-        return [name for name, _ in self.entity_keys]
-
-    @property
-    def feature_types(self) -> dict[str, ValueType]:
-        return dict(self.features)
-
-    def table_name(self, limit: int = 48) -> str:
-        """A storage-safe table name, unique per (project, group), at most `limit` characters."""
-        digest = hashlib.sha256(f"{self.project}:{self.name}".encode()).hexdigest()[:10]
-        readable = re.sub(r"[^a-z0-9_]", "_", f"{self.project}__{self.name}")
-        return f"fg_{readable[: limit - 15]}_{digest}"
-
-    def ref(self, feature: str) -> FeatureRef:
-        return FeatureRef(self.project, self.name, feature)
 
 
 @dataclass(frozen=True)

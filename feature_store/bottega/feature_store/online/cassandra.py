@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bottega.core.extras import require
-from bottega.feature_store.online.base import GroupSchema, OnlineStore, ReadResult, judge, missing
-from bottega.feature_store.types import FeatureRef, ValueType
+from bottega.feature_store.online.base import OnlineStore, ReadResult, judge, missing
+from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 CQL_TYPES = {ValueType.int: "bigint", ValueType.float: "double", ValueType.string: "text", ValueType.bool: "boolean"}
 KEYSPACE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")

@@ -10,14 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bottega.feature_store.online.base import (
-    GroupSchema,
-    OnlineStore,
-    ReadResult,
-    judge,
-    missing,
-)
-from bottega.feature_store.types import FeatureRef, ValueType
+from bottega.feature_store.online.base import OnlineStore, ReadResult, judge, missing
+from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 SQL_TYPES = {ValueType.int: "INTEGER", ValueType.float: "REAL", ValueType.string: "TEXT", ValueType.bool: "INTEGER"}
 CHUNK = 400  # entities per query (SQLite's bound-parameter limit is generous; keep statements small)

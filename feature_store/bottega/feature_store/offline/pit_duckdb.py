@@ -1,0 +1,119 @@
+"""Point-in-time correct training sets with DuckDB (the embedded engine).
+
+For each label row (entity keys, timestamp) and each requested feature: the value of the latest row of its group
+with `event_time <= timestamp` for the same entity keys, provided it is not older than the group's max age. Never a
+future value; every label row is kept, with nulls where nothing is known. Ties on (entity keys, event_time) left by
+`append` resolve to the latest-written file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bottega.feature_store.offline.store import OfflineStore
+from bottega.feature_store.types import FeatureRef, GroupSchema
+
+DUCK_TYPES = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN"}
+ROW = "__bottega_row"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_name(ref: FeatureRef) -> str:
+    """The training-set column of a feature: `<group>__<feature>`."""
+    return f"{ref.group}__{ref.feature}"
+
+
+def plan_groups(
+    features: Sequence[FeatureRef], schemas: Mapping[tuple[str, str], GroupSchema]
+) -> list[tuple[GroupSchema, list[FeatureRef]]]:
+    """The requested features grouped by feature group, in first-mention order, each checked to exist."""
+    grouped: dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]] = {}
+    columns: dict[str, FeatureRef] = {}
+    for ref in features:
+        schema = schemas.get(ref.group_key)
+        if schema is None:
+            raise KeyError(f"unknown feature group {ref.project}:{ref.group}")
+        if ref.feature not in schema.feature_types:
+            raise KeyError(f"feature group {ref.project}:{ref.group} has no feature {ref.feature!r}")
+        name = column_name(ref)
+        if name in columns and columns[name] != ref:
+            raise ValueError(f"{columns[name]} and {ref} would both be column {name!r}; request them separately")
+        columns[name] = ref
+        grouped.setdefault(ref.group_key, (schema, []))[1].append(ref)
+    return list(grouped.values())
+
+
+def _as_arrow(labels: Any) -> Any:
+    import pyarrow as pa
+
+    return labels if isinstance(labels, pa.Table) else pa.Table.from_pandas(labels, preserve_index=False)
+
+
+def check_labels(labels: Any, timestamp_column: str, groups: list[tuple[GroupSchema, list[FeatureRef]]]) -> None:
+    import pyarrow as pa
+
+    if timestamp_column not in labels.column_names:
+        raise ValueError(f"the label table has no timestamp column {timestamp_column!r}")
+    ts_type = labels.schema.field(timestamp_column).type
+    if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
+        raise ValueError(f"label column {timestamp_column!r} must be a timezone-aware timestamp")
+    for schema, _ in groups:
+        missing = [k for k in schema.key_names if k not in labels.column_names]
+        if missing:
+            raise ValueError(f"the label table lacks entity keys {missing} of feature group {schema.name!r}")
+
+
+def point_in_time_join(
+    store: OfflineStore,
+    labels: Any,
+    features: Sequence[FeatureRef],
+    schemas: Mapping[tuple[str, str], GroupSchema],
+    *,
+    timestamp_column: str = "timestamp",
+) -> Any:
+    """The label table (pyarrow or pandas) with one column per feature, rows in label order, as a pyarrow Table."""
+    import duckdb
+    import pyarrow as pa
+
+    groups = plan_groups(features, schemas)
+    table = _as_arrow(labels)
+    check_labels(table, timestamp_column, groups)
+    table = table.append_column(ROW, pa.array(range(table.num_rows), type=pa.int64()))
+    con = duckdb.connect()
+    try:
+        con.register("labels", table)
+        ctes, joins, selects = [], [], []
+        ts = f"labels.{_q(timestamp_column)}"
+        for i, (schema, refs) in enumerate(groups):
+            alias = f"g{i}"
+            ctes.append(f"{alias} AS ({_group_rows(con, store, schema, alias)})")
+            equal = " AND ".join(
+                f"CAST(labels.{_q(k)} AS {DUCK_TYPES[t.value]}) = {alias}.{_q(k)}" for k, t in schema.entity_keys
+            )
+            joins.append(f"ASOF LEFT JOIN {alias} ON {equal} AND {ts} >= {alias}.event_time")
+            max_us = int(schema.max_age.total_seconds() * 1_000_000)
+            fresh = f"epoch_us({ts}) - epoch_us({alias}.event_time) <= {max_us}"
+            for ref in refs:
+                selects.append(f"CASE WHEN {fresh} THEN {alias}.{_q(ref.feature)} END AS {_q(column_name(ref))}")
+        sql = (
+            f"WITH {', '.join(ctes)} SELECT labels.* EXCLUDE ({_q(ROW)}), {', '.join(selects)} "
+            f"FROM labels {' '.join(joins)} ORDER BY labels.{_q(ROW)}"
+        )
+        return con.execute(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _group_rows(con: Any, store: OfflineStore, schema: GroupSchema, alias: str) -> str:
+    """SQL for a group's rows, one per (entity keys, event_time)."""
+    columns = ", ".join(_q(c) for c in [*schema.key_names, *(n for n, _ in schema.features), "event_time"])
+    if not store.has_data(schema):
+        con.register(f"{alias}_empty", store.read(schema))
+        return f"SELECT {columns} FROM {alias}_empty"
+    keys = ", ".join(_q(c) for c in [*schema.key_names, "event_time"])
+    source = f"read_parquet('{store.files_glob(schema)}', filename = true, hive_partitioning = false)"
+    return f"SELECT {columns} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC) = 1"

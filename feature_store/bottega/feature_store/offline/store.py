@@ -1,0 +1,143 @@
+"""Parquet per feature group under `<root>/<group table>/event_date=YYYY-MM-DD/part-<time>-<uuid>.parquet`.
+
+`append` adds files; `upsert` rewrites the touched date partitions so that each (entity keys, event_time) appears
+once, the new row winning: running the same upsert twice changes nothing. Files are named with a time-sortable
+prefix so a reader can prefer the latest-written row when `append` left duplicates.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bottega.core.extras import require
+from bottega.feature_store.types import GroupSchema, ValueType
+
+ARROW_TYPES = {"int": "int64", "float": "float64", "string": "string", "bool": "bool"}
+
+
+class OfflineStore:
+    def __init__(self, root: str | Path) -> None:
+        require("pyarrow", "spark")
+        self.root = Path(root)
+
+    def group_dir(self, schema: GroupSchema) -> Path:
+        return self.root / schema.table_name(limit=200)
+
+    def files_glob(self, schema: GroupSchema) -> str:
+        return str(self.group_dir(schema) / "event_date=*" / "*.parquet")
+
+    def has_data(self, schema: GroupSchema) -> bool:
+        return any(self.group_dir(schema).glob("event_date=*/*.parquet"))
+
+    def conform(self, schema: GroupSchema, table: Any) -> Any:
+        """The rows as a pyarrow Table with the group's columns and types, event_time in UTC microseconds."""
+        import pyarrow as pa
+
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        required = [*schema.key_names, "event_time"]
+        missing = [c for c in required if c not in table.column_names]
+        if missing:
+            raise ValueError(f"rows for {schema.name!r} lack columns {missing}")
+        event_time = table.column("event_time")
+        if not pa.types.is_timestamp(event_time.type) or event_time.type.tz is None:
+            raise ValueError(f"`event_time` of {schema.name!r} must be a timezone-aware timestamp column")
+        fields = [(n, t) for n, t in (*schema.entity_keys, *schema.features)]
+        columns = []
+        for name, vtype in fields:
+            arrow_type = pa.type_for_alias(ARROW_TYPES[ValueType(vtype).value])
+            if name in table.column_names:
+                columns.append(table.column(name).cast(arrow_type))
+            else:
+                columns.append(pa.nulls(table.num_rows, arrow_type))
+        columns.append(event_time.cast(pa.timestamp("us", tz="UTC")))
+        return pa.table(columns, names=[n for n, _ in fields] + ["event_time"])
+
+    def _write_partition(self, table: Any, directory: Path) -> None:
+        import pyarrow.parquet as pq
+
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = directory / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        tmp.rename(directory / name)
+
+    def _by_date(self, table: Any) -> dict[str, Any]:
+        import pyarrow.compute as pc
+
+        dates = pc.strftime(table.column("event_time"), format="%Y-%m-%d")
+        out = {}
+        for day in sorted(set(dates.to_pylist())):
+            out[day] = table.filter(pc.equal(dates, day))
+        return out
+
+    def append(self, schema: GroupSchema, rows: Any) -> int:
+        table = self.conform(schema, rows)
+        for day, part in self._by_date(table).items():
+            self._write_partition(part, self.group_dir(schema) / f"event_date={day}")
+        return int(table.num_rows)
+
+    def upsert(self, schema: GroupSchema, rows: Any) -> int:
+        """Write rows so that (entity keys, event_time) stays unique; new rows replace old ones."""
+        import duckdb
+        import pyarrow.parquet as pq
+
+        table = self.conform(schema, rows)
+        keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
+        for day, new in self._by_date(table).items():
+            directory = self.group_dir(schema) / f"event_date={day}"
+            old_files = sorted(directory.glob("*.parquet"))
+            con = duckdb.connect()
+            try:
+                con.register("new_rows", new)
+                sources = ["SELECT *, 1 AS __src, 0 AS __ord FROM new_rows"]
+                for i, path in enumerate(old_files):
+                    con.register(f"old_{i}", pq.read_table(path))
+                    sources.append(f"SELECT *, 0 AS __src, {i + 1} AS __ord FROM old_{i}")
+                merged = con.execute(
+                    f"SELECT * EXCLUDE (__src, __ord) FROM ({' UNION ALL BY NAME '.join(sources)}) "
+                    f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __src DESC, __ord DESC) = 1 "
+                    f"ORDER BY {keys}"
+                ).to_arrow_table()
+            finally:
+                con.close()
+            self._replace_partition(directory, self.conform(schema, merged))
+        return int(table.num_rows)
+
+    def _replace_partition(self, directory: Path, table: Any) -> None:
+        staging = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}")
+        self._write_partition(table, staging)
+        retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
+        if directory.exists():
+            directory.rename(retired)
+        staging.rename(directory)
+        shutil.rmtree(retired, ignore_errors=True)
+
+    def read(self, schema: GroupSchema) -> Any:
+        """Every stored row of a group as a pyarrow Table (empty with the right columns when there is none)."""
+        import duckdb
+
+        if not self.has_data(schema):
+            return self.conform(schema, _empty(schema))
+        con = duckdb.connect()
+        try:
+            return con.execute(
+                f"SELECT * EXCLUDE (event_date) FROM read_parquet('{self.files_glob(schema)}', hive_partitioning=true)"
+            ).to_arrow_table()
+        finally:
+            con.close()
+
+
+def _empty(schema: GroupSchema) -> Any:
+    import pyarrow as pa
+
+    fields = [
+        pa.field(n, pa.type_for_alias(ARROW_TYPES[ValueType(t).value]))
+        for n, t in (*schema.entity_keys, *schema.features)
+    ]
+    fields.append(pa.field("event_time", pa.timestamp("us", tz="UTC")))
+    return pa.schema(fields).empty_table()
