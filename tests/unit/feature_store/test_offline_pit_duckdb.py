@@ -170,3 +170,9 @@ def test_matches_a_brute_force_reference(store: OfflineStore, seed: int) -> None
     table = pa.table({"restaurant_id": [k for k, _ in labels], "timestamp": ts([at(h) for _, h in labels])})
     got = point_in_time_join(store, table, [PREP], SCHEMAS).column("restaurant_stats__prep_time").to_pylist()
     assert got == brute_force(events, labels, STATS.max_age.total_seconds() / 3600)
+
+
+def test_duplicates_within_one_batch_keep_the_last(store: OfflineStore) -> None:
+    store.append(STATS, stats([1, 1, 2], [0, 0, 0], [1.0, 5.0, 2.0]))
+    table = store.read(STATS).sort_by([("restaurant_id", "ascending")])
+    assert table.column("prep_time").to_pylist() == [5.0, 2.0]

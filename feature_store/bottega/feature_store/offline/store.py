@@ -1,8 +1,9 @@
 """Parquet per feature group under `<root>/<group table>/event_date=YYYY-MM-DD/part-<time>-<uuid>.parquet`.
 
 `append` adds files; `upsert` rewrites the touched date partitions so that each (entity keys, event_time) appears
-once, the new row winning: running the same upsert twice changes nothing. Files are named with a time-sortable
-prefix so a reader can prefer the latest-written row when `append` left duplicates.
+once, the new row winning: running the same upsert twice changes nothing. Within one batch, duplicates keep their
+last occurrence. Files are named with a time-sortable prefix so a reader can prefer the latest-written row when
+separate appends left duplicates.
 """
 
 from __future__ import annotations
@@ -75,8 +76,25 @@ class OfflineStore:
             out[day] = table.filter(pc.equal(dates, day))
         return out
 
+    def dedupe(self, schema: GroupSchema, table: Any) -> Any:
+        """One row per (entity keys, event_time) within a batch: the last occurrence wins."""
+        import duckdb
+        import pyarrow as pa
+
+        keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
+        con = duckdb.connect()
+        try:
+            con.register("batch", table.append_column("__i", pa.array(range(table.num_rows), type=pa.int64())))
+            return con.execute(
+                f"SELECT * EXCLUDE (__i) FROM batch "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __i DESC) = 1 ORDER BY __i"
+            ).to_arrow_table()
+        finally:
+            con.close()
+
     def append(self, schema: GroupSchema, rows: Any) -> int:
-        table = self.conform(schema, rows)
+        """Add rows (a batch's duplicates on (entity keys, event_time) keep their last occurrence)."""
+        table = self.dedupe(schema, self.conform(schema, rows))
         for day, part in self._by_date(table).items():
             self._write_partition(part, self.group_dir(schema) / f"event_date={day}")
         return int(table.num_rows)
@@ -86,7 +104,7 @@ class OfflineStore:
         import duckdb
         import pyarrow.parquet as pq
 
-        table = self.conform(schema, rows)
+        table = self.dedupe(schema, self.conform(schema, rows))
         keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
         for day, new in self._by_date(table).items():
             directory = self.group_dir(schema) / f"event_date={day}"
