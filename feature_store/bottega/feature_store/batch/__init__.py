@@ -1,0 +1,1 @@
+"""Batch feature pipelines: compute a group from its source for a time range, write offline, materialize online."""

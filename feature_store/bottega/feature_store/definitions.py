@@ -1,0 +1,203 @@
+"""Feature definitions: entities, batch and streaming feature groups, request features, on-demand transforms.
+
+Definitions are pydantic models, written in Python or YAML (`load_definitions`), registered through the API and
+turned into a `GroupSchema` for the stores. A feature is referenced as `project:group:feature`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bottega.feature_store.types import NAME_RE, GroupSchema, ValueType
+
+DURATION_RE = re.compile(r"^(\d+)(s|m|h|d|w)$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+NamePattern = Annotated[str, Field(pattern=NAME_RE.pattern)]
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """`90s`, `15m`, `1h`, `14d`, `2w`, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = DURATION_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"duration {value!r} must look like 90s, 15m, 1h, 14d or 2w")
+    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+class _Definition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Entity(_Definition):
+    """What features describe (a restaurant, a user), identified by one or more typed join keys."""
+
+    name: NamePattern
+    join_keys: dict[NamePattern, ValueType] = Field(min_length=1)
+    description: str = ""
+
+
+class Feature(_Definition):
+    name: NamePattern
+    dtype: ValueType
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class _Group(_Definition):
+    name: NamePattern
+    entity: NamePattern
+    features: list[Feature] = Field(min_length=1)
+    max_age: timedelta
+    online: bool = True
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _unique_features(self) -> _Group:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError(f"feature group {self.name!r} lists a feature twice")
+        if self.max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
+        return self
+
+    def schema_for(self, project: str, entity: Entity) -> GroupSchema:
+        if entity.name != self.entity:
+            raise ValueError(f"feature group {self.name!r} is about {self.entity!r}, not {entity.name!r}")
+        return GroupSchema(
+            project=project,
+            name=self.name,
+            entity_keys=tuple(entity.join_keys.items()),
+            features=tuple((f.name, f.dtype) for f in self.features),
+            max_age=self.max_age,
+        )
+
+
+class Source(_Definition):
+    """A table to compute from: Parquet or CSV files (a path or glob, any fsspec URL for Spark)."""
+
+    path: str
+    format: Literal["parquet", "csv"] = "parquet"
+    timestamp_column: str = "event_time"
+
+
+class BatchFeatureGroup(_Group):
+    """Computed from a source table by a SQL transform (over the table named `source`), on a schedule.
+
+    The transform must return the entity's join keys, `event_time` and every declared feature.
+    """
+
+    kind: Literal["batch"] = "batch"
+    source: Source
+    transform_sql: str = Field(min_length=1)
+    schedule: str | None = Field(default=None, description="cron for the platform scheduler")
+
+
+class Aggregation(_Definition):
+    """An aggregate of one event field over a sliding window, e.g. sum of `amount` over 1h."""
+
+    function: Literal["count", "sum", "mean", "min", "max", "last"]
+    field: str | None = None
+    window: timedelta
+    name: NamePattern
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _needs_field(self) -> Aggregation:
+        if self.function != "count" and not self.field:
+            raise ValueError(f"aggregation {self.name!r}: {self.function} needs a field")
+        return self
+
+
+class StreamingFeatureGroup(_Group):
+    """Maintained from a Kafka topic by windowed aggregations; written online and offline."""
+
+    kind: Literal["stream"] = "stream"
+    topic: str = Field(min_length=1)
+    event_schema: dict[str, ValueType]
+    timestamp_field: str = "event_time"
+    aggregations: list[Aggregation] = Field(min_length=1)
+    allowed_lateness: timedelta = timedelta(minutes=5)
+
+    @field_validator("allowed_lateness", mode="before")
+    @classmethod
+    def _lateness(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _aggregations_match_features(self) -> StreamingFeatureGroup:
+        declared = {f.name for f in self.features}
+        produced = {a.name for a in self.aggregations}
+        if declared != produced:
+            raise ValueError(f"features {sorted(declared)} must be exactly the aggregations {sorted(produced)}")
+        for agg in self.aggregations:
+            if agg.field and agg.field not in self.event_schema:
+                raise ValueError(f"aggregation {agg.name!r} reads {agg.field!r}, which the event schema lacks")
+        return self
+
+
+class RequestFeature(_Definition):
+    """A value the caller supplies at prediction time (and the label table supplies in training)."""
+
+    name: NamePattern
+    dtype: ValueType
+
+
+class Definitions(_Definition):
+    """A project's feature definitions, as written in a YAML file."""
+
+    project: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    entities: list[Entity] = Field(default_factory=list)
+    batch_groups: list[BatchFeatureGroup] = Field(default_factory=list)
+    stream_groups: list[StreamingFeatureGroup] = Field(default_factory=list)
+    request_features: list[RequestFeature] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Definitions:
+        entities = {e.name for e in self.entities}
+        groups = [*self.batch_groups, *self.stream_groups]
+        names = [g.name for g in groups]
+        if len(set(names)) != len(names):
+            raise ValueError("two feature groups share a name")
+        for group in groups:
+            if group.entity not in entities:
+                raise ValueError(f"feature group {group.name!r} uses unknown entity {group.entity!r}")
+        return self
+
+    def entity(self, name: str) -> Entity:
+        return next(e for e in self.entities if e.name == name)
+
+    def schemas(self) -> dict[tuple[str, str], GroupSchema]:
+        out = {}
+        for group in [*self.batch_groups, *self.stream_groups]:
+            schema = group.schema_for(self.project, self.entity(group.entity))
+            out[schema.key] = schema
+        return out
+
+
+def load_definitions(path: str | Path) -> Definitions:
+    """Read a YAML definitions file (needs PyYAML)."""
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError('reading YAML definitions needs PyYAML: pip install "bottega[store]"') from exc
+    data = yaml.safe_load(Path(path).read_text())
+    return Definitions.model_validate(data)
