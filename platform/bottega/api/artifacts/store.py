@@ -74,10 +74,12 @@ class BlobStore:
 
     def _commit(self, tmp: str, sha: str) -> None:
         final = self.path(sha)
-        if self.fs.exists(final):
-            self.fs.rm(tmp)
+        if self.fs.exists(final) and self.fs.size(final) == self.fs.size(tmp):
+            self.fs.rm(tmp)  # already stored (a same-size corruption is caught by reads and `verify`)
             return
         self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        if self.fs.exists(final):
+            self.fs.rm(final)  # a damaged (truncated) copy: the fresh upload repairs it
         self.fs.mv(tmp, final)
 
     def _discard(self, out: Any, tmp: str) -> None:
