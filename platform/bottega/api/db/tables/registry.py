@@ -1,4 +1,5 @@
-"""The model DB: models (unique name per project), immutable versions, their artifacts and aliases."""
+"""The model DB: models (unique name per project), immutable versions, their artifacts and aliases; and which
+projects may reference which content-addressed blobs."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ class ModelAlias(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     updated_by: Mapped[str] = mapped_column(String(63))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectBlob(Base):
+    """A project's right to reference a blob: granted when someone in the project uploaded its bytes.
+
+    Blobs are content-addressed and shared across projects, so knowing a SHA-256 must not be enough to read another
+    project's bytes: a version may only reference blobs uploaded in its project, or already referenced by the
+    project's runs or versions.
+    """
+
+    __tablename__ = "project_blobs"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
