@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from bottega.api.db.base import utcnow
+from bottega.api.db.dialect import insert_ignore
 from bottega.api.db.tables import Blob
 
 
-def record_blob(session: Session, sha256: str, size: int) -> Blob:
-    """The Blob row for `sha256`, inserted if new (idempotent within and across transactions)."""
-    blob = session.get(Blob, sha256)
-    if blob is None:
-        blob = Blob(sha256=sha256, size=size, created_at=utcnow())
-        session.add(blob)
-        session.flush()
-    return blob
+def record_blob(session: Session, sha256: str, size: int) -> None:
+    """Insert the Blob row of `sha256` unless present; concurrent uploads of the same bytes do not collide."""
+    table: Table = Blob.__table__  # type: ignore[assignment]
+    insert_ignore(session, table, {"sha256": sha256, "size": size, "created_at": utcnow()})

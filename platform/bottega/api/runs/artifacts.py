@@ -24,6 +24,7 @@ import anyio.to_thread
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
+from bottega.api.artifacts.repository import record_blob
 from bottega.api.artifacts.store import CHUNK, BlobStore
 from bottega.api.audit.service import record
 from bottega.api.auth.principal import Principal, Role
@@ -72,7 +73,7 @@ def _record(
 ) -> ArtifactRead:
     _, run = load(session, principal, project, run_id, Role.editor)  # the run may have gone during the transfer
     now = utcnow()
-    repo.ensure_blob(session, sha256, size, now)
+    record_blob(session, sha256, size)
     repo.put_artifact(session, run.id, path, sha256, size, now)
     session.flush()
     record(

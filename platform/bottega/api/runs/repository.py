@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from bottega.api.db.tables import Blob, Run, RunArtifact, RunLatestMetric, RunMetric, RunParam, RunTag
+from bottega.api.db.dialect import dialect_insert
+from bottega.api.db.tables import Run, RunArtifact, RunLatestMetric, RunMetric, RunParam, RunTag
 from bottega.api.runs.filters import MetricFilter, RunQuery
 
 # SQLite allows 32766 bound values per statement; 500 rows x at most 5 columns stays well under it.
@@ -29,16 +29,6 @@ _COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "=": operator.eq,
     "!=": operator.ne,
 }
-
-
-def _insert(session: Session) -> Any:
-    """The dialect's `insert` (it has `on_conflict_do_nothing` / `on_conflict_do_update`)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"runs need SQLite or PostgreSQL, not {dialect}")
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
@@ -138,17 +128,17 @@ def params(session: Session, run_id: str, keys: Iterable[str]) -> dict[str, str]
 def insert_params(session: Session, run_id: str, values: dict[str, str]) -> None:
     """Insert params that are not there yet (a concurrent writer's row wins; the caller re-reads to compare)."""
     rows = [{"run_id": run_id, "key": key, "value": value} for key, value in values.items()]
-    dialect_insert = _insert(session)
+    insert_for = dialect_insert(session)
     for batch in _batches(rows):
-        stmt = dialect_insert(RunParam).values(list(batch)).on_conflict_do_nothing(index_elements=["run_id", "key"])
+        stmt = insert_for(RunParam).values(list(batch)).on_conflict_do_nothing(index_elements=["run_id", "key"])
         session.execute(stmt)
 
 
 def upsert_tags(session: Session, run_id: str, values: dict[str, str]) -> None:
     rows = [{"run_id": run_id, "key": key, "value": value} for key, value in values.items()]
-    dialect_insert = _insert(session)
+    insert_for = dialect_insert(session)
     for batch in _batches(rows):
-        stmt = dialect_insert(RunTag).values(list(batch))
+        stmt = insert_for(RunTag).values(list(batch))
         session.execute(
             stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
         )
@@ -168,9 +158,9 @@ def insert_metrics(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 def upsert_latest(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Move each metric's latest value forward: a row replaces the stored one when its step is higher, or equal
     with a time not earlier. At most one row per (run_id, key)."""
-    dialect_insert = _insert(session)
+    insert_for = dialect_insert(session)
     for batch in _batches(rows):
-        stmt = dialect_insert(RunLatestMetric).values(list(batch))
+        stmt = insert_for(RunLatestMetric).values(list(batch))
         new = stmt.excluded
         newer = or_(
             new.step > RunLatestMetric.step,
@@ -193,15 +183,11 @@ def metric_series(session: Session, run_id: str, key: str) -> Sequence[RunMetric
     return session.scalars(stmt).all()
 
 
-def ensure_blob(session: Session, sha256: str, size: int, now: datetime) -> None:
-    """The Blob row of `sha256`, inserted unless present (two uploads of the same bytes may race)."""
-    stmt = _insert(session)(Blob).values(sha256=sha256, size=size, created_at=now)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
-
-
 def put_artifact(session: Session, run_id: str, path: str, sha256: str, size: int, now: datetime) -> None:
     """Point `path` of a run at a blob, replacing what it pointed at before."""
-    stmt = _insert(session)(RunArtifact).values(run_id=run_id, path=path, sha256=sha256, size=size, created_at=now)
+    stmt = dialect_insert(session)(RunArtifact).values(
+        run_id=run_id, path=path, sha256=sha256, size=size, created_at=now
+    )
     new = stmt.excluded
     session.execute(
         stmt.on_conflict_do_update(
