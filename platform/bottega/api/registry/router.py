@@ -9,7 +9,7 @@ handler returns, before the first byte is sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 from urllib.parse import quote
 
@@ -199,25 +199,6 @@ def list_artifacts(
     return versions.artifacts(session, principal, project, model, version)
 
 
-def _guarded(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
-    """Stream every chunk but hold the last one back until the whole stream has been re-hashed.
-
-    When the bytes no longer match their SHA-256 the last chunk is never sent: the response ends short of its
-    Content-Length, so any HTTP client sees a broken download (the SDK also re-hashes what it receives).
-    """
-    held: bytes | None = None
-    try:
-        for chunk in chunks:
-            if held is not None:
-                yield held
-            held = chunk
-    except IntegrityFailure as exc:
-        log.error("aborted the download of %s: %s", what, exc.detail)
-        return
-    if held is not None:
-        yield held
-
-
 @router.get(
     VERSION + "/artifacts/{path:path}",
     response_class=StreamingResponse,
@@ -243,14 +224,14 @@ def download_artifact(
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     what = f"{project}/{model}@{version}/{found.path}"
     try:
-        chunks = blobs.open_verified(found.sha256, found.size)
+        chunks = blobs.open_for_response(found.sha256, found.size, what)
     except NotFound as exc:
         raise IntegrityFailure(f"artifact {what}: blob {found.sha256} is missing from the artifact store") from exc
     except IntegrityFailure as exc:
         raise IntegrityFailure(f"artifact {what}: {exc.detail}") from exc
     headers["Content-Length"] = str(found.size)
     headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(found.path.rsplit('/', 1)[-1])}"
-    return StreamingResponse(_guarded(chunks, what), media_type=OCTET_STREAM, headers=headers)
+    return StreamingResponse(chunks, media_type=OCTET_STREAM, headers=headers)
 
 
 @router.post(VERSION + "/verify")

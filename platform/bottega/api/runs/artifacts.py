@@ -131,21 +131,6 @@ class Download:
         return f'"{self.artifact.sha256}"'
 
 
-def _held_back(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
-    """Yield `chunks` one behind: the last one goes out only once the store has confirmed the hash."""
-    previous: bytes | None = None
-    try:
-        for chunk in chunks:
-            if previous is not None:
-                yield previous
-            previous = chunk
-    except IntegrityFailure as exc:
-        log.error("aborting the download of %s: %s", what, exc.detail)
-        return
-    if previous is not None:
-        yield previous
-
-
 def open_download(
     session: Session,
     principal: Principal,
@@ -167,9 +152,9 @@ def open_download(
         return Download(artifact, None)
     what = f"{path!r} of run {run_id} (blob {row.sha256})"
     try:
-        chunks = blobs.open_verified(row.sha256, row.size)
+        chunks = blobs.open_for_response(row.sha256, row.size, what)
     except NotFound:
         raise IntegrityFailure(f"artifact {what} is missing from the artifact store") from None
     except IntegrityFailure as exc:
         raise IntegrityFailure(f"artifact {what}: {exc.detail}") from None
-    return Download(artifact, _held_back(chunks, what))
+    return Download(artifact, chunks)
