@@ -144,7 +144,7 @@ def _held_back(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
                 yield previous
             previous = chunk
     except IntegrityFailure as exc:
-        log.error("aborted the download of %s: %s", what, exc.detail)
+        log.error("aborting the download of %s: %s", what, exc.detail)
         return
     if previous is not None:
         yield previous
