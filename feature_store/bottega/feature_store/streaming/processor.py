@@ -1,0 +1,361 @@
+"""The streaming feature pipeline: a Kafka consumer that maintains a streaming feature group online and offline.
+
+`run(group, schema, bootstrap, group_id, offline, online, ...)` consumes the group's topic in a consumer group
+(kafka-python, `enable_auto_commit=False`) until `stop` is set, `max_events` new records were consumed, or no record
+came for `idle_timeout_s`, then closes the consumer and returns `StreamStats`.
+
+Per poll batch (see `aggregator` for the window semantics and `events` for the event format):
+1. each record is decoded; a malformed one, or one older than its partition's watermark (reason "late"), goes to
+   the dead-letter topic `<topic>.dlq` and processing goes on (bad input never stops the pipeline);
+2. valid events update the windowed state of their partition, which emits rows (corrections included);
+3. all emitted rows are upserted into the offline store, the newest row per entity into the online store (when the
+   group is online), dead letters are flushed, and only THEN are the consumed offsets committed, each with the
+   partition's max event time as commit metadata. A crash between the writes and the commit re-processes the batch:
+   the outputs are idempotent (offline upsert keyed by (entity, event_time); online newest-wins with the same
+   values and the same revision shift), so nothing is counted twice.
+
+State and watermarks are per partition: the events of one entity must share a partition (produce them keyed by
+the entity), which Kafka's default partitioner does for a key.
+
+Restarts and rebalances rebuild state by REPLAY: when a partition is assigned, its committed offset C and committed
+max event time M are read; with watermark WM = M - lateness the consumer seeks back to the first record whose Kafka
+timestamp is at or after `WM - W_max - lateness` (`offsets_for_times`; the beginning without metadata), replays the
+records before C into the state WITHOUT emitting or dead-lettering, then processes from C on as usual. This assumes
+a record's Kafka timestamp is not earlier than its event time (true for CreateTime set at produce time, for
+LogAppendTime, and for producers that set the event time): then every record skipped holds an event at or before
+`WM - W_max`, which no future row can see. Replayed events that were late in the first run but are not recognised
+as late (the watermark restarts lower) are all older than `WM - W_max` too, so the rebuilt state, and the
+revisions derived from it, equal those of an uninterrupted run: a stopped and restarted processor ends with
+exactly the values of one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bottega.core.extras import require
+from bottega.feature_store.definitions import StreamingFeatureGroup
+from bottega.feature_store.offline.store import OfflineStore
+from bottega.feature_store.online.base import OnlineStore
+from bottega.feature_store.streaming.aggregator import Row, WindowAggregator, WindowSpec
+from bottega.feature_store.streaming.events import LATE, BadEvent, EventDecoder, dead_letter, from_micros
+from bottega.feature_store.streaming.sink import DeadLetters, online_rows, rows_table
+from bottega.feature_store.types import GroupSchema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamStats:
+    """What a run did. `consumed` counts new records (replayed ones are in `replayed`); `dead_lettered` includes
+    `late`; `committed` maps partition -> the next offset committed."""
+
+    consumed: int = 0
+    replayed: int = 0
+    emitted: int = 0
+    rows_offline: int = 0
+    rows_online: int = 0
+    dead_lettered: int = 0
+    late: int = 0
+    batches: int = 0
+    committed: dict[int, int] = field(default_factory=dict)
+
+
+Progress = Callable[[StreamStats], None]
+
+
+@dataclass
+class _Partition:
+    aggregator: WindowAggregator
+    next_offset: int | None = None  # the offset to commit: last processed + 1
+    replay_until: int | None = None  # records before this offset only rebuild state
+    committed_max_us: int | None = None
+    dirty: bool = False
+
+    def end_replay(self) -> None:
+        self.aggregator.advance(self.committed_max_us)
+        self.replay_until = None
+
+
+@dataclass
+class _Rebalances:
+    """What the rebalance listener saw during a poll, in order; handled after the poll returns (the listener runs
+    on the consumer's I/O loop, where blocking calls such as `committed` must not be made)."""
+
+    events: list[tuple[str, set[Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, kind: str, partitions: Any) -> None:
+        with self.lock:
+            self.events.append((kind, set(partitions)))
+
+    def drain(self) -> list[tuple[str, set[Any]]]:
+        with self.lock:
+            events, self.events = self.events, []
+        return events
+
+
+def _listener(rebalances: _Rebalances) -> Any:
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            rebalances.note("revoked", revoked)
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            rebalances.note("assigned", assigned)
+
+        def on_partitions_lost(self, lost: Any) -> None:
+            rebalances.note("revoked", lost)
+
+    return Listener()
+
+
+def encode_metadata(max_ts_us: int | None) -> str:
+    """The commit metadata: the partition's max event time (epoch µs), from which a restart finds its watermark."""
+    return json.dumps({"v": 1, "max_ts_us": max_ts_us})
+
+
+def decode_metadata(text: str | None) -> int | None:
+    try:
+        value = json.loads(text or "").get("max_ts_us")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class StreamProcessor:
+    """One consumer's processing of a streaming group; `run` below is the way to use it."""
+
+    def __init__(
+        self,
+        group: StreamingFeatureGroup,
+        schema: GroupSchema,
+        offline: OfflineStore,
+        online: OnlineStore | None,
+        consumer: Any,
+        dead_letters: DeadLetters,
+    ) -> None:
+        self.group = group
+        self.schema = schema
+        self.spec = WindowSpec.from_group(group)
+        self.decoder = EventDecoder(schema.entity_keys, group.event_schema, group.timestamp_field)
+        self.offline = offline
+        self.online = online if group.online else None
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.rebalances = _Rebalances()
+        self.partitions: dict[Any, _Partition] = {}
+        self.stats = StreamStats()
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.group.topic], listener=_listener(self.rebalances))
+
+    def poll(self, timeout_ms: int, max_records: int) -> tuple[dict[Any, list[Any]], bool]:
+        """A poll's records for partitions that are ready, and whether partitions were (re)assigned."""
+        records: dict[Any, list[Any]] = dict(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+        fresh: set[Any] = set()
+        for kind, partitions in self.rebalances.drain():
+            for tp in partitions:
+                if kind == "revoked":
+                    self.partitions.pop(tp, None)
+                    fresh.discard(tp)
+                else:
+                    fresh.add(tp)
+        fresh |= {tp for tp in records if tp not in self.partitions}
+        for tp in sorted(fresh):
+            records.pop(tp, None)  # fetched from the committed offset: the replay starts earlier
+            self._start_partition(tp)
+        return records, bool(fresh)
+
+    def _start_partition(self, tp: Any) -> None:
+        """Fresh state for a newly assigned partition, and the seek that starts its replay."""
+        part = _Partition(WindowAggregator(self.spec))
+        committed = self.consumer.committed(tp, metadata=True)
+        self.partitions[tp] = part
+        if committed is None or committed.offset is None or committed.offset < 0:
+            self.consumer.seek_to_beginning(tp)
+            log.info("stream %s: %s has no committed offset, starting at the beginning", self.group.name, tp)
+            return
+        part.replay_until = part.next_offset = committed.offset
+        part.committed_max_us = decode_metadata(committed.metadata)
+        start = self._replay_start(tp, committed.offset, part.committed_max_us)
+        if start is None:
+            self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, start)
+        log.info(
+            "stream %s: %s committed at %s, replaying from %s",
+            self.group.name,
+            tp,
+            committed.offset,
+            "the beginning" if start is None else start,
+        )
+
+    def _replay_start(self, tp: Any, committed: int, max_ts_us: int | None) -> int | None:
+        """The first offset the replay needs (None: the beginning)."""
+        if max_ts_us is None:
+            return None
+        lateness = self.spec.lateness_us
+        target_ms = (max_ts_us - lateness - self.spec.max_window_us - lateness) // 1000
+        if target_ms <= 0:
+            return None
+        found = self.consumer.offsets_for_times({tp: target_ms}).get(tp)
+        return committed if found is None else min(found.offset, committed)
+
+    def process(self, records: Mapping[Any, list[Any]]) -> None:
+        """Process one poll's records, write the outputs, then commit."""
+        emitted: dict[tuple[tuple[Any, ...], int], Row] = {}
+        for tp, batch in records.items():
+            part = self.partitions[tp]
+            for record in batch:
+                if part.replay_until is not None:
+                    if record.offset < part.replay_until:
+                        self._replay(part, record)
+                        continue
+                    part.end_replay()
+                for row in self._consume(part, tp, record):
+                    emitted[(row.keys, row.ts_us)] = row
+                part.next_offset, part.dirty = record.offset + 1, True
+        self._write(list(emitted.values()))
+        self._commit()
+        for part in self.partitions.values():
+            part.aggregator.prune()
+
+    def _replay(self, part: _Partition, record: Any) -> None:
+        """Rebuild state from an already processed record: no rows, no dead letters (both happened before)."""
+        self.stats.replayed += 1
+        try:
+            event = self.decoder.decode(record.value)
+        except BadEvent:
+            return
+        part.aggregator.add(event.keys, event.ts_us, event.fields, emit=False)
+
+    def _consume(self, part: _Partition, tp: Any, record: Any) -> tuple[Row, ...]:
+        self.stats.consumed += 1
+        try:
+            event = self.decoder.decode(record.value)
+        except BadEvent as bad:
+            self._dead_letter(tp, record, bad.code, bad.detail)
+            return ()
+        result = part.aggregator.add(event.keys, event.ts_us, event.fields)
+        if result.late:
+            assert result.watermark_us is not None
+            detail = f"event time {from_micros(event.ts_us)} is before the watermark {from_micros(result.watermark_us)}"
+            self._dead_letter(tp, record, LATE, detail)
+            self.stats.late += 1
+        self.stats.emitted += len(result.rows)
+        return result.rows
+
+    def _dead_letter(self, tp: Any, record: Any, reason: str, detail: str) -> None:
+        value = dead_letter(
+            reason, detail, topic=tp.topic, partition=tp.partition, offset=record.offset, raw=record.value
+        )
+        self.dead_letters.send(record.key, value)
+        self.stats.dead_lettered += 1
+
+    def _write(self, rows: list[Row]) -> None:
+        if rows:
+            self.stats.rows_offline += self.offline.upsert(self.schema, rows_table(self.schema, rows))
+            if self.online is not None:
+                self.stats.rows_online += self.online.write_batch(self.schema, online_rows(self.schema, rows))
+        self.dead_letters.flush()
+
+    def _commit(self) -> None:
+        from kafka import OffsetAndMetadata
+        from kafka.errors import CommitFailedError
+
+        offsets = {
+            tp: OffsetAndMetadata(part.next_offset, encode_metadata(part.aggregator.max_ts_us), -1)
+            for tp, part in self.partitions.items()
+            if part.dirty and part.next_offset is not None
+        }
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:  # the group rebalanced: the new owner re-processes (idempotently)
+            log.warning("stream %s: commit failed, the batch will be re-processed: %s", self.group.name, exc)
+            return
+        for tp, meta in offsets.items():
+            self.partitions[tp].dirty = False
+            self.stats.committed[tp.partition] = meta.offset
+        self.stats.batches += 1
+
+
+def run(
+    group: StreamingFeatureGroup,
+    schema: GroupSchema,
+    bootstrap: str,
+    group_id: str,
+    offline: OfflineStore,
+    online: OnlineStore | None,
+    *,
+    stop: threading.Event | None = None,
+    max_events: int | None = None,
+    idle_timeout_s: float | None = None,
+    progress: Progress | None = None,
+    batch_size: int = 500,
+    poll_timeout_ms: int = 200,
+    consumer_config: Mapping[str, Any] | None = None,
+) -> StreamStats:
+    """Consume `group.topic` as consumer group `group_id` until `stop` is set, `max_events` new records were
+    consumed, or nothing arrived for `idle_timeout_s` seconds; returns the run's stats (see the module docstring)."""
+    require("kafka", "stream")
+    from kafka import KafkaConsumer
+
+    if max_events is not None and max_events < 0:
+        raise ValueError("max_events must not be negative")
+    stop = stop or threading.Event()
+    if group.online and online is not None:
+        online.create_group(schema)
+    config: dict[str, Any] = {
+        "client_id": f"bottega-stream-{group.name}",
+        "auto_offset_reset": "earliest",
+        "max_poll_records": batch_size,
+        **(consumer_config or {}),
+    }
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, **config)
+    dead_letters = DeadLetters(bootstrap, f"{group.topic}.dlq", client_id=f"bottega-stream-{group.name}-dlq")
+    processor = StreamProcessor(group, schema, offline, online, consumer, dead_letters)
+    try:
+        processor.subscribe()
+        _loop(processor, stop, max_events, idle_timeout_s, progress, batch_size, poll_timeout_ms)
+    finally:
+        try:
+            consumer.close(autocommit=False)
+        finally:
+            dead_letters.close()
+    return processor.stats
+
+
+def _loop(
+    processor: StreamProcessor,
+    stop: threading.Event,
+    max_events: int | None,
+    idle_timeout_s: float | None,
+    progress: Progress | None,
+    batch_size: int,
+    poll_timeout_ms: int,
+) -> None:
+    stats = processor.stats
+    last_activity = time.monotonic()
+    while not stop.is_set():
+        limit = batch_size if max_events is None else min(batch_size, max_events - stats.consumed)
+        if limit <= 0:
+            return
+        records, assigned = processor.poll(poll_timeout_ms, limit)
+        if assigned or any(records.values()):
+            last_activity = time.monotonic()
+        elif idle_timeout_s is not None and time.monotonic() - last_activity >= idle_timeout_s:
+            return
+        if any(records.values()):
+            processor.process(records)
+            if progress is not None:
+                progress(stats)
