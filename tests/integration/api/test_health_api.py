@@ -20,8 +20,9 @@ def test_healthz_and_readyz(api: ApiHarness) -> None:
 def test_readyz_reports_a_schema_behind_head(database_url: str, tmp_path: Path) -> None:
     engine = make_engine(database_url)
     with engine.begin() as conn:
-        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+        heads = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        conn.execute(text("DELETE FROM alembic_version"))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('older')"))
     try:
         with harness(database_url, tmp_path / "home") as h:
             response = h.client.get("/readyz")
@@ -29,7 +30,9 @@ def test_readyz_reports_a_schema_behind_head(database_url: str, tmp_path: Path) 
             assert "behind head" in response.json()["checks"]["migrations"]
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+            conn.execute(text("DELETE FROM alembic_version"))
+            for head in heads:
+                conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
         engine.dispose()
 
 
