@@ -100,6 +100,9 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(send, limit)
             return
+        if declared is None and not is_upload:
+            await self._buffered(scope, receive, send, limit)
+            return
         seen = 0
 
         async def counting_receive() -> Message:
@@ -113,6 +116,26 @@ class BodyLimit:
 
         await self.app(scope, counting_receive, send)
 
+    async def _buffered(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """A JSON body without Content-Length: read it (it is small by definition) and refuse it past the limit,
+        so the client gets a 413 rather than a parse error."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await self._refuse(send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
         response = problem(
@@ -120,3 +143,17 @@ class BodyLimit:
         )
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    """A `receive` that returns `messages` first, then defers to `then` (e.g. to learn of a disconnect)."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
