@@ -8,6 +8,9 @@ from pathlib import Path
 
 from live_server import BIN, LiveServer, live_server
 
+from bottega.api.db import migrate
+from bottega.api.db.engine import make_engine
+
 
 def cli(server: LiveServer, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -68,5 +71,10 @@ def test_db_upgrade_on_a_fresh_home(tmp_path: Path) -> None:
         [str(BIN / "bottega"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert "database at 0002_domains" in done.stdout or "database at 0003" in done.stdout
+    engine = make_engine(f"sqlite:///{tmp_path / 'h' / 'bottega.db'}")
+    try:
+        assert migrate.is_at_head(engine)
+        assert f"database at {', '.join(sorted(migrate.head_revisions(engine)))}" in done.stdout
+    finally:
+        engine.dispose()
     assert (tmp_path / "h" / "bottega.db").exists()

@@ -17,6 +17,7 @@ from bottega.api.auth.service import bootstrap_admin
 from bottega.api.db import migrate
 from bottega.api.db.engine import make_engine, make_sessionmaker
 from bottega.api.deployments.router import router as deployments_router
+from bottega.api.features.router import router as features_router
 from bottega.api.health.router import router as health_router
 from bottega.api.jobs import background
 from bottega.api.jobs.router import router as jobs_router
@@ -52,6 +53,7 @@ def api_router() -> APIRouter:
         registry_router,
         deployments_router,
         jobs_router,
+        features_router,
     )
     for domain in domains:
         router.include_router(domain)

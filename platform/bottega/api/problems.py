@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,6 +66,20 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    """SQLite refuses a second writer that waited too long: a retryable 503, not a server bug."""
+    if "database is locked" in str(exc):
+        response = problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "the embedded database is busy with another write; retry the request",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "internal", "Internal error", "the server failed; the error is in its log")
@@ -74,6 +89,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(BottegaError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(Exception, _unexpected)
 
 

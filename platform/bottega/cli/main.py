@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bottega.cli import deployments, jobs, models, projects, runs, server
+from bottega.cli import deployments, features, jobs, models, projects, runs, server
 from bottega.cli.common import state
 from bottega.core import package_version
 from bottega.core.extras import MissingExtra
@@ -49,6 +49,8 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(jobs.app, name="jobs")
+app.command("worker")(jobs.worker)
+app.add_typer(features.app, name="features")
 
 
 def run() -> None:

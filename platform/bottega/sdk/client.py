@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from bottega.core.errors import BottegaError, error_class_for
 from bottega.sdk.deployments import DeploymentsAPI
+from bottega.sdk.features import FeaturesAPI
 from bottega.sdk.jobs import JobsAPI
 from bottega.sdk.models import ModelsAPI
 from bottega.sdk.projects import AuditAPI, KeysAPI, ProjectsAPI
@@ -80,6 +81,7 @@ class Client:
         self.models = ModelsAPI(self.transport, API)
         self.deployments = DeploymentsAPI(self.transport, API)
         self.jobs = JobsAPI(self.transport, API)
+        self.features = FeaturesAPI(self.transport, API)
 
     def health(self) -> dict[str, Any]:
         """The server's liveness document (`GET /healthz`)."""
@@ -89,6 +91,31 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         body: dict[str, Any] = self.transport.json("GET", f"{API}/whoami")
         return body
+
+    def get_training_set(
+        self,
+        label_source: Any,
+        features: list[str],
+        *,
+        timestamp_column: str = "timestamp",
+        offline_root: str | None = None,
+        engine: Literal["duckdb", "spark"] = "duckdb",
+        spark: Any = None,
+    ) -> Any:
+        """A point-in-time correct training set (pyarrow Table): `label_source` (a Parquet/CSV path, a pandas
+        DataFrame or a pyarrow Table with entity keys and `timestamp_column`) joined with `features`
+        (`project:group:feature`) from the offline store. Needs `bottega[store,spark]` (DuckDB, pyarrow)."""
+        from bottega.feature_store.training import get_training_set
+
+        return get_training_set(
+            self,
+            label_source,
+            features,
+            timestamp_column=timestamp_column,
+            offline_root=offline_root,
+            engine=engine,
+            spark=spark,
+        )
 
     def close(self) -> None:
         if self._owns_http:

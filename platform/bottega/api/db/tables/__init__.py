@@ -5,6 +5,14 @@ from bottega.api.db.tables.audit import AuditEvent
 from bottega.api.db.tables.auth import ApiKey, Membership
 from bottega.api.db.tables.blobs import Blob
 from bottega.api.db.tables.deployments import Deployment, DeploymentRevision
+from bottega.api.db.tables.features import (
+    Feature,
+    FeatureEntity,
+    FeatureGroup,
+    FeatureGroupStats,
+    FeatureGroupVersion,
+    FeatureTag,
+)
 from bottega.api.db.tables.jobs import JobRun, JobSchedule
 from bottega.api.db.tables.projects import Project
 from bottega.api.db.tables.registry import Model, ModelAlias, ModelVersion, ModelVersionArtifact
@@ -17,6 +25,12 @@ __all__ = [
     "Blob",
     "Deployment",
     "DeploymentRevision",
+    "Feature",
+    "FeatureEntity",
+    "FeatureGroup",
+    "FeatureGroupStats",
+    "FeatureGroupVersion",
+    "FeatureTag",
     "JobRun",
     "JobSchedule",
     "Membership",

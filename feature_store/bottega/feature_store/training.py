@@ -1,0 +1,85 @@
+"""Training sets: resolve feature references through the API, then join them point-in-time from the offline store.
+
+The offline store is read directly by the caller (a notebook, a trainer, a job), never through the API: the API
+only tells where each feature lives and what it looks like (`GET /api/v1/features/resolve`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from bottega.core.extras import require
+from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
+
+if TYPE_CHECKING:
+    from bottega.sdk import Client
+
+
+def schemas_from_resolution(resolution: Any) -> dict[tuple[str, str], GroupSchema]:
+    """GroupSchemas from the API's `Resolution` (entity keys in order, every feature's type, max age)."""
+    schemas = {}
+    for group in resolution.groups:
+        schema = GroupSchema(
+            project=group.project,
+            name=group.group,
+            entity_keys=tuple((k, ValueType(v)) for k, v in group.entity.join_keys.items()),
+            features=tuple((f, ValueType(t)) for f, t in group.features.items()),
+            max_age=timedelta(seconds=group.max_age_seconds),
+        )
+        schemas[schema.key] = schema
+    return schemas
+
+
+def read_labels(label_source: Any) -> Any:
+    """A pyarrow Table from a Parquet/CSV path, a pandas DataFrame or a pyarrow Table."""
+    import pyarrow as pa
+
+    if isinstance(label_source, pa.Table):
+        return label_source
+    if isinstance(label_source, str | Path):
+        import duckdb
+
+        path = str(label_source).replace("'", "''")
+        reader = "read_csv_auto" if str(label_source).endswith(".csv") else "read_parquet"
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            return con.execute(f"SELECT * FROM {reader}('{path}')").to_arrow_table()
+        finally:
+            con.close()
+    return pa.Table.from_pandas(label_source, preserve_index=False)
+
+
+def get_training_set(
+    client: Client,
+    label_source: Any,
+    features: Sequence[str | FeatureRef],
+    *,
+    timestamp_column: str = "timestamp",
+    offline_root: str | Path | None = None,
+    engine: Literal["duckdb", "spark"] = "duckdb",
+    spark: Any = None,
+) -> Any:
+    """The label rows with one column per feature (`<group>__<feature>`), point-in-time correct, as pyarrow."""
+    require("duckdb", "store")
+    from bottega.feature_store.config import StoreSettings
+    from bottega.feature_store.offline.store import OfflineStore
+
+    refs = [f if isinstance(f, FeatureRef) else FeatureRef.parse(f) for f in features]
+    if not refs:
+        raise ValueError("ask for at least one feature reference")
+    schemas = schemas_from_resolution(client.features.resolve([str(r) for r in refs]))
+    store = OfflineStore(offline_root) if offline_root else StoreSettings.from_env().offline()
+    labels = read_labels(label_source)
+    if engine == "spark":
+        if spark is None:
+            raise ValueError("engine='spark' needs a SparkSession: pass spark=...")
+        from bottega.feature_store.offline.pit_spark import point_in_time_join_spark
+
+        return point_in_time_join_spark(spark, store, labels, refs, schemas, timestamp_column=timestamp_column)
+    from bottega.feature_store.offline.pit_duckdb import point_in_time_join
+
+    return point_in_time_join(store, labels, refs, schemas, timestamp_column=timestamp_column)

@@ -1,0 +1,1 @@
+"""The feature catalog: entities, versioned feature groups and their features, searchable across projects."""

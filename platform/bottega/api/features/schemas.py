@@ -1,0 +1,480 @@
+"""Wire schemas of the feature catalog (pydantic and the standard library only: the SDK imports this module).
+
+The definition models mirror `bottega.feature_store.definitions` field for field (same names, same YAML shape), so
+`Definitions.model_dump(mode="json")` of a group, or a YAML definitions file, can be posted as it is. Durations are
+accepted as `90s`, `15m`, `1h`, `14d`, `2w`, a number of seconds or an ISO 8601 duration (`P2D`, pydantic's JSON
+form of a timedelta); they must be whole seconds and are written back in the short form (`2d`, `2w`, `90s`).
+
+Rules the schemas enforce (each failure is a 422 naming the field): names of entities, join keys, groups,
+features and aggregations match `NAME_PATTERN`; a group lists each feature once; a stream group's features are
+exactly its aggregations, and every aggregated field is in its event schema; tag keys match `TAG_KEY_PATTERN`.
+The server checks what needs the database: the entity exists, no feature is named like a join key or
+`event_time`, and the batch schedule is a valid cron expression.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,126}$"
+REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}:[a-z][a-z0-9_]{0,62}:[a-z][a-z0-9_]{0,62}$"
+RESERVED_COLUMNS = frozenset({"event_time"})
+DESCRIPTION_MAX = 10_000
+MAX_TAGS = 100
+MAX_FEATURES = 1_000
+MAX_JOIN_KEYS = 16
+MAX_RESOLVE = 1_000
+STATS_FIELDS = ("rows_offline", "rows_online", "last_event_time", "last_run_at", "freshness_seconds")
+MAX_DURATION_SECONDS = 100 * 365 * 86_400
+_SHORT_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60))
+_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+class ValueType(StrEnum):
+    """The value types a feature or an entity key can have (as in `bottega.feature_store.types`)."""
+
+    int = "int"
+    float = "float"
+    string = "string"
+    bool = "bool"
+
+
+def _duration_in(value: Any) -> Any:
+    """`90s`/`15m`/`1h`/`14d`/`2w` become a timedelta; numbers (seconds) and ISO 8601 strings go to pydantic."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a string like 90s, 15m, 1h, 14d or 2w, or a number of seconds")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a duration must be finite")
+    if isinstance(value, str):
+        match = _SHORT_DURATION.match(value)
+        if match:
+            seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+            if seconds > MAX_DURATION_SECONDS:
+                raise ValueError(f"duration {value!r} is over the limit of {MAX_DURATION_SECONDS} seconds")
+            return timedelta(seconds=seconds)
+        if not value.strip().upper().startswith(("P", "-P")):
+            raise ValueError(f"duration {value!r} must look like 90s, 15m, 1h, 14d or 2w (or ISO 8601, e.g. P2D)")
+    return value
+
+
+def _whole_seconds(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("a duration cannot be negative")
+    if value.microseconds:
+        raise ValueError("a duration must be a whole number of seconds")
+    if value.total_seconds() > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration is at most {MAX_DURATION_SECONDS} seconds (100 years)")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("the duration must be positive")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """The short form of a whole-second duration: the largest unit that divides it (`2w`, `36h`, `90s`)."""
+    seconds = int(value.total_seconds())
+    for unit, size in _UNIT_SECONDS:
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds of a duration in the short form `format_duration` writes."""
+    match = _SHORT_DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a short duration")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration_in),
+    AfterValidator(_whole_seconds),
+    PlainSerializer(format_duration, return_type=str),
+]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+TagKey = Annotated[str, Field(pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, Field(max_length=1024)]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
+Outcome = Literal["created", "updated", "unchanged"]
+GroupKind = Literal["batch", "stream"]
+
+
+class _Definition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- entities ------------------------------------------------------------------------------------------------------
+
+
+class EntityPut(_Definition):
+    """Create or update an entity. Its join keys (ordered) cannot change while a feature group uses it."""
+
+    join_keys: dict[Name, ValueType] = Field(min_length=1, max_length=MAX_JOIN_KEYS)
+    description: Description = ""
+
+
+class EntityDef(EntityPut):
+    """An entity as written in a definitions file."""
+
+    name: Name
+
+
+class EntityRead(BaseModel):
+    name: str
+    join_keys: dict[str, ValueType]
+    description: str
+    groups: list[str] = Field(description="the feature groups of the project about this entity")
+    created_by: str
+    created_at: datetime
+    updated_by: str
+    updated_at: datetime
+
+
+class EntityWritten(EntityRead):
+    outcome: Outcome
+
+
+class EntityKeys(BaseModel):
+    name: str
+    join_keys: dict[str, ValueType]
+
+
+# -- feature groups ------------------------------------------------------------------------------------------------
+
+
+class FeatureDef(_Definition):
+    name: Name
+    dtype: ValueType
+    description: Description = ""
+    tags: Tags = Field(default_factory=dict)
+
+
+class SourceDef(_Definition):
+    """A table to compute from: Parquet or CSV files (a path or glob, any fsspec URL for Spark)."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    format: Literal["parquet", "csv"] = "parquet"
+    timestamp_column: str = Field(default="event_time", min_length=1, max_length=255)
+
+
+class _GroupDef(_Definition):
+    name: Name
+    entity: Name
+    features: list[FeatureDef] = Field(min_length=1, max_length=MAX_FEATURES)
+    max_age: PositiveDuration
+    online: bool = True
+    description: Description = ""
+    owner: str = Field(default="", max_length=255)
+    tags: Tags = Field(default_factory=dict)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[FeatureDef]) -> list[FeatureDef]:
+        names = [f.name for f in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"the group lists feature {twice[0]!r} twice")
+        return value
+
+
+class BatchGroupDef(_GroupDef):
+    """Computed from a source table by a SQL transform (over the table named `source`), on a schedule."""
+
+    kind: Literal["batch"] = "batch"
+    source: SourceDef
+    transform_sql: str = Field(min_length=1, max_length=100_000)
+    schedule: str | None = Field(default=None, max_length=255, description="cron (UTC) for the platform scheduler")
+
+
+class AggregationDef(_Definition):
+    """An aggregate of one event field over a sliding window, e.g. sum of `amount` over 1h."""
+
+    function: Literal["count", "sum", "mean", "min", "max", "last"]
+    field: str | None = Field(default=None, min_length=1, max_length=255)
+    window: PositiveDuration
+    name: Name
+
+    @model_validator(mode="after")
+    def _needs_field(self) -> AggregationDef:
+        if self.function != "count" and not self.field:
+            raise ValueError(f"aggregation {self.name!r}: {self.function} needs a field")
+        return self
+
+
+class StreamGroupDef(_GroupDef):
+    """Maintained from a Kafka topic by windowed aggregations; written online and offline."""
+
+    kind: Literal["stream"] = "stream"
+    topic: str = Field(min_length=1, max_length=249)
+    event_schema: dict[Annotated[str, Field(min_length=1, max_length=255)], ValueType] = Field(max_length=1_000)
+    timestamp_field: str = Field(default="event_time", min_length=1, max_length=255)
+    aggregations: list[AggregationDef] = Field(min_length=1, max_length=MAX_FEATURES)
+    allowed_lateness: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _aggregations_match_features(self) -> StreamGroupDef:
+        declared = {f.name for f in self.features}
+        produced = [a.name for a in self.aggregations]
+        if len(set(produced)) != len(produced):
+            raise ValueError("two aggregations share a name")
+        if declared != set(produced):
+            raise ValueError(f"features {sorted(declared)} must be exactly the aggregations {sorted(produced)}")
+        for agg in self.aggregations:
+            if agg.field and agg.field not in self.event_schema:
+                raise ValueError(f"aggregation {agg.name!r} reads {agg.field!r}, which the event schema lacks")
+        return self
+
+
+def _kind_of(value: Any) -> str | None:
+    """The discriminator: `kind`, or (when a definition leaves it out) stream for a group with a topic."""
+    if isinstance(value, dict):
+        kind = value.get("kind")
+        if kind is None:
+            return "stream" if "topic" in value else "batch"
+        return kind if isinstance(kind, str) else None
+    kind = getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+GroupDefinition = Annotated[
+    Annotated[BatchGroupDef, Tag("batch")] | Annotated[StreamGroupDef, Tag("stream")], Discriminator(_kind_of)
+]
+
+
+class BatchGroupRegister(BatchGroupDef):
+    new_version: bool = Field(default=False, description="accept a breaking change as a new version")
+
+
+class StreamGroupRegister(StreamGroupDef):
+    new_version: bool = Field(default=False, description="accept a breaking change as a new version")
+
+
+GroupRegister = Annotated[
+    Annotated[BatchGroupRegister, Tag("batch")] | Annotated[StreamGroupRegister, Tag("stream")],
+    Discriminator(_kind_of),
+]
+
+
+class RequestFeatureDef(_Definition):
+    """A value the caller supplies at prediction time (declared in files; a model's signature lists its own)."""
+
+    name: Name
+    dtype: ValueType
+
+
+class DefinitionsApply(_Definition):
+    """A definitions file (`Definitions` of the feature store), applied in one transaction: entities, then groups.
+
+    `request_features` are accepted so a file can be posted as it is, but they are not part of the catalog.
+    """
+
+    project: str | None = Field(default=None, pattern=PROJECT_PATTERN, description="must match the URL's project")
+    entities: list[EntityDef] = Field(default_factory=list, max_length=1_000)
+    batch_groups: list[BatchGroupDef] = Field(default_factory=list, max_length=1_000)
+    stream_groups: list[StreamGroupDef] = Field(default_factory=list, max_length=1_000)
+    request_features: list[RequestFeatureDef] = Field(default_factory=list, max_length=10_000)
+    new_version: bool = Field(default=False, description="accept breaking changes as new versions")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DefinitionsApply:
+        entities = [e.name for e in self.entities]
+        if len(set(entities)) != len(entities):
+            raise ValueError("two entities share a name")
+        groups = [g.name for g in [*self.batch_groups, *self.stream_groups]]
+        if len(set(groups)) != len(groups):
+            raise ValueError("two feature groups share a name")
+        return self
+
+
+class GroupStats(BaseModel):
+    """What the pipelines last reported of a group (each value as last reported; null if never)."""
+
+    rows_offline: int | None = None
+    rows_online: int | None = None
+    last_event_time: datetime | None = None
+    last_run_at: datetime | None = None
+    freshness_seconds: float | None = None
+    reported_by: str
+    reported_at: datetime
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class StatsReport(_Definition):
+    """Latest statistics of a group, sent by its pipeline after each run; values left out keep what was there.
+
+    Times without a timezone are taken as UTC."""
+
+    rows_offline: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    rows_online: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    last_event_time: datetime | None = None
+    last_run_at: datetime | None = None
+    freshness_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @field_validator("last_event_time", "last_run_at")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _something(self) -> StatsReport:
+        values = (self.rows_offline, self.rows_online, self.last_event_time, self.last_run_at, self.freshness_seconds)
+        if all(value is None for value in values):
+            raise ValueError(f"report at least one of {', '.join(STATS_FIELDS)}")
+        return self
+
+
+class GroupRead(BaseModel):
+    """The current version of a feature group."""
+
+    project: str
+    name: str
+    kind: GroupKind
+    version: int = Field(description="the current (latest) version")
+    entity: EntityKeys
+    definition: GroupDefinition
+    refs: list[str] = Field(description="`project:group:feature` of every feature, in definition order")
+    stats: GroupStats | None
+    created_by: str
+    created_at: datetime
+    updated_by: str = Field(description="who registered the current version")
+    updated_at: datetime
+
+
+class GroupRegistered(GroupRead):
+    outcome: Outcome = Field(description="created (version 1), updated (a new version) or unchanged")
+    breaking: bool = Field(description="the new version breaks readers of the previous one")
+    changes: list[str] = Field(description="what differs from the previous version")
+
+
+class GroupVersionRead(BaseModel):
+    """One immutable version of a group, with the entity's join keys as they were when it was registered."""
+
+    project: str
+    name: str
+    version: int
+    kind: GroupKind
+    breaking: bool
+    changes: list[str]
+    entity: EntityKeys
+    definition: GroupDefinition
+    refs: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class AppliedEntity(BaseModel):
+    name: str
+    outcome: Outcome
+
+
+class AppliedGroup(BaseModel):
+    name: str
+    kind: GroupKind
+    outcome: Outcome
+    version: int
+    breaking: bool
+    changes: list[str]
+
+
+class DefinitionsApplied(BaseModel):
+    project: str
+    entities: list[AppliedEntity]
+    groups: list[AppliedGroup]
+
+
+# -- catalog search and resolution ---------------------------------------------------------------------------------
+
+
+class FeatureHit(BaseModel):
+    """One feature of the catalog, with its group's facts and the model versions that use it."""
+
+    ref: str
+    project: str
+    group: str
+    name: str
+    dtype: ValueType
+    description: str
+    tags: dict[str, str] = Field(description="the group's tags overlaid with the feature's own")
+    kind: GroupKind
+    group_version: int
+    entity: EntityKeys
+    owner: str
+    max_age: str
+    max_age_seconds: int
+    online: bool
+    stats: GroupStats | None
+    used_by: list[str] = Field(description="`project/model/version` of model versions whose signature uses it")
+    used_by_hidden: int = Field(description="how many more model versions use it in projects you cannot read")
+
+
+class ResolvedFeature(BaseModel):
+    ref: str
+    project: str
+    group: str
+    feature: str
+    dtype: ValueType
+    group_version: int
+    kind: GroupKind
+    entity: EntityKeys
+    max_age: str
+    max_age_seconds: int
+    online: bool
+
+
+class ResolvedGroup(BaseModel):
+    """What a store needs to read a group (a `GroupSchema`): entity keys in order and every feature's type."""
+
+    project: str
+    group: str
+    version: int
+    kind: GroupKind
+    entity: EntityKeys
+    features: dict[str, ValueType]
+    max_age: str
+    max_age_seconds: int
+    online: bool
+
+
+class Resolution(BaseModel):
+    features: list[ResolvedFeature] = Field(description="one per requested reference, in the order asked")
+    groups: list[ResolvedGroup] = Field(description="each group the references point into, once")
+
+
+def parse_ref(text: str) -> tuple[str, str, str]:
+    """(project, group, feature) of a `project:group:feature` reference; ValueError when it is not one."""
+    if not re.match(REF_PATTERN, text):
+        raise ValueError(f"{text!r} is not a feature reference `project:group:feature`")
+    project, group, feature = text.split(":")
+    return project, group, feature
