@@ -35,14 +35,17 @@ class LiveServer:
         return (self.home / "bootstrap-token").read_text().strip()
 
     def env(self, token: str | None = None) -> dict[str, str]:
-        return {**os.environ, "BOTTEGA_URL": self.url, "BOTTEGA_TOKEN": token or self.token}
+        """The environment of a client on the same machine: the API's URL, a token, the same stores."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BOTTEGA_")}
+        return {**base, "BOTTEGA_URL": self.url, "BOTTEGA_TOKEN": token or self.token, "BOTTEGA_HOME": str(self.home)}
 
 
 @contextmanager
 def live_server(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[LiveServer]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTEGA_")}
-    env.update({"BOTTEGA_HOME": str(home), **(extra_env or {})})
+    # BOTTEGA_URL lets jobs run by the embedded worker call this very server back.
+    env.update({"BOTTEGA_HOME": str(home), "BOTTEGA_URL": f"http://127.0.0.1:{port}", **(extra_env or {})})
     log = home.parent / f"server-{port}.log"
     home.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:

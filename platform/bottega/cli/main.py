@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bottega.cli import deployments, features, jobs, models, projects, runs, server
+from bottega.cli import deployments, features, jobs, models, pipelines, projects, runs, server
 from bottega.cli.common import state
 from bottega.core import package_version
 from bottega.core.extras import MissingExtra
@@ -50,6 +50,9 @@ app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(jobs.app, name="jobs")
 app.command("worker")(jobs.worker)
+features.app.command("run")(pipelines.run_group)
+features.app.command("stream")(pipelines.stream_group)
+features.app.command("training-set")(pipelines.training_set)
 app.add_typer(features.app, name="features")
 
 

@@ -1,0 +1,95 @@
+"""Job types of the feature store, registered with the platform scheduler (entry point `bottega.job_types`).
+
+`features.batch` computes a registered batch feature group for a time range (by default the `lookback` before now),
+upserts it offline, materializes it online and reports row counts to the catalog. Re-running a range changes
+nothing, so a cron schedule may overlap its ranges safely.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bottega.api.jobs.types import JobContext, JobType
+from bottega.feature_store.definitions import parse_duration
+
+
+class BatchParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(min_length=1, description="the batch feature group's name in the job's project")
+    start: datetime | None = Field(default=None, description="range start (default: end - lookback)")
+    end: datetime | None = Field(default=None, description="range end, exclusive (default: now)")
+    lookback: str = Field(default="1d", description="how far back a scheduled run recomputes, e.g. 6h, 2d")
+
+    @field_validator("lookback")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-11-01T00:00:00Z")
+        return value
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        end = self.end or now
+        return self.start or end - parse_duration(self.lookback), end
+
+
+def run_batch_job(ctx: JobContext[BatchParams]) -> dict[str, Any]:
+    from bottega.feature_store.batch.duckdb_pipeline import run_batch
+    from bottega.feature_store.catalog import batch_group
+    from bottega.feature_store.config import StoreSettings
+
+    client = ctx.client()
+    group, schema = batch_group(client, ctx.project, ctx.params.group)
+    started = datetime.now(UTC)
+    start, end = ctx.params.window(started)
+    settings = StoreSettings.from_env()
+    online = settings.online() if group.online else None
+    ctx.log.info("computing %s:%s for [%s, %s)", ctx.project, group.name, start.isoformat(), end.isoformat())
+    try:
+        result = run_batch(
+            group,
+            schema,
+            settings.offline(),
+            online,
+            start,
+            end,
+            progress=lambda stage, rows: ctx.log.info("%s: %d rows", stage, rows),
+        )
+    finally:
+        if online is not None:
+            online.close()
+    client.features.report_stats(
+        ctx.project,
+        group.name,
+        rows_offline=result.rows_offline,
+        rows_online=result.rows_online,
+        last_run_at=datetime.now(UTC),
+    )
+    return {
+        "group": group.name,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "rows_offline": result.rows_offline,
+        "rows_online": result.rows_online,
+    }
+
+
+def job_types() -> list[JobType[Any]]:
+    """The entry point `bottega.job_types:feature_store`."""
+    return [
+        JobType(
+            "features.batch",
+            "Compute a batch feature group for a time range, write it offline and online.",
+            run_batch_job,
+            BatchParams,
+        ),
+    ]
