@@ -10,7 +10,17 @@ from sqlalchemy.orm import Session
 
 from bottega.api.db.base import utcnow
 from bottega.api.db.dialect import insert_ignore
-from bottega.api.db.tables import Blob, Model, ModelAlias, ModelVersion, ModelVersionArtifact, Run, RunArtifact
+from bottega.api.db.tables import (
+    Blob,
+    Deployment,
+    DeploymentRevision,
+    Model,
+    ModelAlias,
+    ModelVersion,
+    ModelVersionArtifact,
+    Run,
+    RunArtifact,
+)
 from bottega.api.db.tables.registry import ProjectBlob
 
 IN_CHUNK = 500  # bound the parameters of one IN (...) clause
@@ -183,3 +193,20 @@ def accessible_blobs(session: Session, project_id: int, shas: Sequence[str]) -> 
     for chunk in _chunks(sorted(set(shas))):
         out.update(session.scalars(_accessible_query(project_id, chunk)).all())
     return out
+
+
+def deployments_using(session: Session, project_id: int, model: str) -> list[str]:
+    """Names of the project's active deployments whose current spec serves or shadows `model`."""
+    rows = session.execute(
+        select(Deployment.name, DeploymentRevision.spec)
+        .join(DeploymentRevision, DeploymentRevision.deployment_id == Deployment.id)
+        .where(
+            Deployment.project_id == project_id, Deployment.active, DeploymentRevision.revision == Deployment.revision
+        )
+    ).all()
+    names = []
+    for name, spec in rows:
+        refs = [*spec.get("targets", []), *spec.get("shadows", [])] if "targets" in spec else [spec]
+        if any(ref.get("model") == model for ref in refs):
+            names.append(name)
+    return sorted(names)

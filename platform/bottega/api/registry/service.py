@@ -171,6 +171,9 @@ def delete(session: Session, principal: Principal, project_name: str, name: str)
     if held:
         listed = ", ".join(f"{alias} -> v{number}" for alias, number in held.items())
         raise Conflict(f"model {name!r} still has aliases ({listed}); remove them before deleting the model")
+    serving = repo.deployments_using(session, project.id, name)
+    if serving:
+        raise Conflict(f"model {name!r} is used by deployments {', '.join(serving)}; undeploy them first")
     versions = repo.latest_versions(session, [model.id]).get(model.id, 0)
     session.delete(model)
     session.flush()
