@@ -21,103 +21,28 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import probes
+from svc_common import (
+    DEFAULT_PORTS,
+    HERE,
+    HOST,
+    SERVICES,
+    ServiceError,
+    Settings,
+    port_open,
+    require_tool,
+    wait_until,
+)
+from svc_postgres import Postgres
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-HOST = "127.0.0.1"
-SERVICES = ("postgres", "cassandra", "kafka")
-DEFAULT_PORTS = {
-    "BOTTEGA_CASSANDRA_PORT": 19042,
-    "BOTTEGA_CASSANDRA_STORAGE_PORT": 17000,
-    "BOTTEGA_KAFKA_PORT": 19092,
-    "BOTTEGA_KAFKA_CONTROLLER_PORT": 19093,
-    "BOTTEGA_POSTGRES_PORT": 15432,
-}
-POSTGRES_DB = "bottega"
-
-
-class ServiceError(Exception):
-    """A service could not be fetched, started or stopped; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    state: Path
-    cache: Path
-    cassandra_port: int
-    cassandra_storage_port: int
-    kafka_port: int
-    kafka_controller_port: int
-    postgres_port: int
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ) if env is None else env
-        ports = {}
-        for key, default in DEFAULT_PORTS.items():
-            raw = env.get(key, str(default))
-            if not raw.isdigit() or not 0 < int(raw) < 65536:
-                raise ServiceError(f"{key}={raw!r} is not a TCP port number")
-            ports[key] = int(raw)
-        home = Path(env.get("HOME", str(Path.home())))
-        return cls(
-            state=Path(env.get("BOTTEGA_SERVICES_STATE", str(REPO / ".services"))).resolve(),
-            cache=Path(env.get("BOTTEGA_SERVERS_CACHE", str(home / ".cache" / "bottega" / "servers"))).resolve(),
-            cassandra_port=ports["BOTTEGA_CASSANDRA_PORT"],
-            cassandra_storage_port=ports["BOTTEGA_CASSANDRA_STORAGE_PORT"],
-            kafka_port=ports["BOTTEGA_KAFKA_PORT"],
-            kafka_controller_port=ports["BOTTEGA_KAFKA_CONTROLLER_PORT"],
-            postgres_port=ports["BOTTEGA_POSTGRES_PORT"],
-        )
-
-    def client_env(self) -> dict[str, str]:
-        """What a client (the tests) needs to reach the running services."""
-        return {
-            "BOTTEGA_TEST_CASSANDRA_HOSTS": f"{HOST}:{self.cassandra_port}",
-            "BOTTEGA_TEST_KAFKA_BOOTSTRAP": f"{HOST}:{self.kafka_port}",
-            "BOTTEGA_TEST_POSTGRES_URL": f"postgresql+psycopg://postgres@{HOST}:{self.postgres_port}/{POSTGRES_DB}",
-        }
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"(no log at {path})"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-        return True
-    return False
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float, log: Path, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not alive():
-            raise ServiceError(f"{what} exited while starting. Last lines of {log}:\n{log_tail(log)}")
-        time.sleep(0.25)
-    raise ServiceError(f"{what} was not ready after {timeout:.0f} s. Last lines of {log}:\n{log_tail(log)}")
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise ServiceError(f"`{name}` is not on PATH: run `make setup` (it installs the JDK 17, Maven and PostgreSQL)")
-    return path
+__all__ = ["DEFAULT_PORTS", "SERVICES", "Cassandra", "Kafka", "Postgres", "ServiceError", "Settings", "main"]
 
 
 class JavaService:
@@ -357,128 +282,6 @@ class Kafka(JavaService):
             return probes.kafka_broker_count(HOST, self.port) >= 1
         except (OSError, probes.ProbeError):
             return False
-
-
-class Postgres:
-    """A private PostgreSQL cluster from Debian's packages; as root it runs as the `postgres` system user."""
-
-    name = "postgres"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.port = settings.postgres_port
-        self.as_root = os.geteuid() == 0
-        if self.as_root:
-            # The postgres user cannot enter root's private folders, so the cluster lives in a folder of its own.
-            digest = hashlib.sha256(str(settings.state).encode()).hexdigest()[:10]
-            self.state = Path("/var/tmp") / f"bottega-postgres-{digest}"
-        else:
-            self.state = settings.state / "postgres"
-        self.data = self.state / "data"
-        self.log = self.state / "postgres.log"
-
-    def bindir(self) -> Path:
-        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-        if not candidates:
-            raise ServiceError("PostgreSQL server binaries are missing: run `make setup` (installs `postgresql`)")
-        return candidates[-1].parent
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = list(args)
-        if self.as_root:
-            cmd = [require_tool("runuser"), "-u", "postgres", "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/")
-        if check and done.returncode != 0:
-            raise ServiceError(
-                f"[postgres] {' '.join(args)} failed:\n{done.stdout}{done.stderr}\n"
-                f"Last lines of {self.log}:\n{log_tail(self.log)}"
-            )
-        return done
-
-    def running(self) -> bool:
-        return (
-            self.data.exists()
-            and self.run(str(self.bindir() / "pg_ctl"), "status", "-D", str(self.data), check=False).returncode == 0
-        )
-
-    def ready(self) -> bool:
-        done = self.run(str(self.bindir() / "pg_isready"), "-h", HOST, "-p", str(self.port), check=False)
-        return done.returncode == 0
-
-    def psql(self, sql: str, database: str = "postgres") -> str:
-        psql = self.bindir() / "psql"
-        exe = str(psql) if psql.exists() else require_tool("psql")
-        return self.run(
-            exe, "-h", HOST, "-p", str(self.port), "-U", "postgres", "-d", database, "-tAc", sql
-        ).stdout.strip()
-
-    def initialise(self) -> None:
-        self.state.mkdir(parents=True, exist_ok=True)
-        if self.as_root:
-            shutil.chown(self.state, "postgres", "postgres")
-        self.state.chmod(0o700)
-        if not (self.data / "PG_VERSION").exists():
-            self.run(
-                str(self.bindir() / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            )
-
-    def up(self) -> None:
-        if self.running() and self.ready():
-            print(f"[postgres] already running (port {self.port})")
-            return
-        started = time.monotonic()
-        if not self.running():
-            if port_open(self.port):
-                raise ServiceError(
-                    f"[postgres] port {self.port} is taken by another process; set BOTTEGA_POSTGRES_PORT to a free port"
-                )
-            self.initialise()
-            options = (
-                f"-p {self.port} -k {self.state} -c listen_addresses={HOST} -c max_connections=200 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            )
-            self.run(
-                str(self.bindir() / "pg_ctl"),
-                "start",
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-            )
-        wait_until("[postgres]", self.ready, 60, self.log, self.running)
-        if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DB}'") != "1":
-            self.psql(f"CREATE DATABASE {POSTGRES_DB}")
-        self.psql("SELECT 1", POSTGRES_DB)
-        print(f"[postgres] ready on {HOST}:{self.port} in {time.monotonic() - started:.1f} s (log: {self.log})")
-
-    def down(self) -> None:
-        if not self.running():
-            print("[postgres] not running")
-            return
-        self.run(str(self.bindir() / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "30")
-        print("[postgres] stopped")
-
-    def fetch(self) -> None:
-        self.bindir()
-
-    def status(self) -> str:
-        if not self.running():
-            return f"{self.name:<10} stopped   port {self.port:<6} log {self.log}"
-        health = "ready" if self.ready() else "starting"
-        return f"{self.name:<10} {health:<9} port {self.port:<6} data {self.data} log {self.log}"
 
 
 def build(settings: Settings) -> dict[str, Postgres | Cassandra | Kafka]:

@@ -47,7 +47,7 @@ def read_labels(label_source: Any) -> Any:
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            return con.execute(f"SELECT * FROM {reader}('{path}')").to_arrow_table()
+            return con.sql(f"SELECT * FROM {reader}('{path}')").to_arrow_table()
         finally:
             con.close()
     return pa.Table.from_pandas(label_source, preserve_index=False)

@@ -55,9 +55,9 @@ def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end:
         con.execute("SET TimeZone = 'UTC'")
         try:
             con.execute(f"CREATE VIEW source AS {_source_sql(group)}")
-            result: Any = con.execute(
+            result: Any = con.sql(
                 f"SELECT * FROM ({group.transform_sql}) AS t WHERE event_time >= $start AND event_time < $end",
-                {"start": start, "end": end},
+                params={"start": start, "end": end},
             ).to_arrow_table()
         except duckdb.Error as exc:
             raise PipelineError(f"feature group {group.name!r}: the source or transform failed: {exc}") from exc
@@ -77,7 +77,7 @@ def latest_per_entity(schema: GroupSchema, table: Any) -> Any:
     con = duckdb.connect()
     try:
         con.register("rows", table)
-        return con.execute(
+        return con.sql(
             f"SELECT * FROM rows QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY event_time DESC) = 1"
         ).to_arrow_table()
     finally:

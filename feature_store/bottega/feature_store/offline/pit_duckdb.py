@@ -103,7 +103,7 @@ def point_in_time_join(
             f"WITH {', '.join(ctes)} SELECT labels.* EXCLUDE ({_q(ROW)}), {', '.join(selects)} "
             f"FROM labels {' '.join(joins)} ORDER BY labels.{_q(ROW)}"
         )
-        return con.execute(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     finally:
         con.close()
 

@@ -85,7 +85,7 @@ class OfflineStore:
         con = duckdb.connect()
         try:
             con.register("batch", table.append_column("__i", pa.array(range(table.num_rows), type=pa.int64())))
-            return con.execute(
+            return con.sql(
                 f"SELECT * EXCLUDE (__i) FROM batch "
                 f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __i DESC) = 1 ORDER BY __i"
             ).to_arrow_table()
@@ -116,7 +116,7 @@ class OfflineStore:
                 for i, path in enumerate(old_files):
                     con.register(f"old_{i}", pq.read_table(path))
                     sources.append(f"SELECT *, 0 AS __src, {i + 1} AS __ord FROM old_{i}")
-                merged = con.execute(
+                merged = con.sql(
                     f"SELECT * EXCLUDE (__src, __ord) FROM ({' UNION ALL BY NAME '.join(sources)}) "
                     f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __src DESC, __ord DESC) = 1 "
                     f"ORDER BY {keys}"
@@ -143,7 +143,7 @@ class OfflineStore:
             return self.conform(schema, _empty(schema))
         con = duckdb.connect()
         try:
-            return con.execute(
+            return con.sql(
                 f"SELECT * EXCLUDE (event_date) FROM read_parquet('{self.files_glob(schema)}', hive_partitioning=true)"
             ).to_arrow_table()
         finally:
