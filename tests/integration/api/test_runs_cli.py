@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from api_harness import ApiHarness
-from typer.testing import CliRunner
-
-from bottega.cli import common
-from bottega.cli.main import app
-from bottega.sdk import Client
+from cli_harness import cli_invoker
 
 
 @pytest.fixture
 def cli(api: ApiHarness, monkeypatch: pytest.MonkeyPatch) -> Any:
-    token = api.project("eats", owner="alice")
-    monkeypatch.setattr(common, "Client", lambda url, tok: Client(token=tok, http=api.client))
-    runner = CliRunner(env={"COLUMNS": "250"})
-
-    def invoke(*args: str, as_json: bool = True, code: int = 0) -> Any:
-        options = ["--token", token, *(["--json"] if as_json else [])]
-        result = runner.invoke(app, [*options, "runs", *args])
-        assert result.exit_code == code, result.output
-        return json.loads(result.stdout) if as_json and code == 0 else result.output
-
-    return invoke
+    return cli_invoker(api, monkeypatch, "runs", api.project("eats", owner="alice"))
 
 
 def test_run_lifecycle_from_the_shell(cli: Any) -> None:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Text, cast, delete, exists, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from bottega.api.db.dialect import dialect_insert
 from bottega.api.db.tables import (
     Feature,
     FeatureEntity,
@@ -55,15 +55,6 @@ class Usage:
     project_id: int
     label: str  # project/model/version
     refs: frozenset[str]
-
-
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"the feature catalog needs SQLite or PostgreSQL, not {dialect}")
 
 
 # -- visibility ----------------------------------------------------------------------------------------------------
@@ -196,7 +187,7 @@ def replace_features(
     ]
     for table, values in ((Feature, rows), (FeatureTag, tags)):
         for start in range(0, len(values), ROWS_PER_STATEMENT):
-            session.execute(_insert(session)(table).values(values[start : start + ROWS_PER_STATEMENT]))
+            session.execute(dialect_insert(session)(table).values(values[start : start + ROWS_PER_STATEMENT]))
 
 
 def stats_of(session: Session, group_ids: Sequence[int]) -> dict[int, FeatureGroupStats]:
@@ -208,7 +199,7 @@ def stats_of(session: Session, group_ids: Sequence[int]) -> dict[int, FeatureGro
 
 def upsert_stats(session: Session, group_id: int, values: dict[str, Any]) -> None:
     """Set the given statistics of a group (the others keep their last reported values)."""
-    stmt = _insert(session)(FeatureGroupStats).values(group_id=group_id, **values)
+    stmt = dialect_insert(session)(FeatureGroupStats).values(group_id=group_id, **values)
     session.execute(stmt.on_conflict_do_update(index_elements=["group_id"], set_=values))
 
 

@@ -9,7 +9,6 @@ handler returns, before the first byte is sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 from urllib.parse import quote
 
@@ -17,7 +16,6 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 
-from bottega.api.artifacts.store import CHUNK
 from bottega.api.auth.schemas import NAME_PATTERN
 from bottega.api.deps import BlobsDep, PrincipalDep, SessionDep, SettingsDep
 from bottega.api.pages import Page, PageParams
@@ -63,18 +61,6 @@ OCTET_STREAM = "application/octet-stream"
 # -- blobs -------------------------------------------------------------------------------------------------------
 
 
-async def _coalesce(chunks: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIterator[bytes]:
-    """Regroup the server's small receive chunks into ~1 MiB writes (fewer thread hops; memory stays bounded)."""
-    buffer = bytearray()
-    async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
-
-
 @router.put(
     "/projects/{project}/blobs",
     status_code=status.HTTP_201_CREATED,
@@ -97,9 +83,7 @@ async def upload_blob(
         raise InvalidInput(f"upload the bytes with `Content-Type: {OCTET_STREAM}`", field="content-type")
     await anyio.to_thread.run_sync(blob_service.authorize_upload, session, principal, project)
     await anyio.to_thread.run_sync(session.commit)  # hold no transaction (nor SQLite's write lock) during the upload
-    sha, size = await blobs.put_stream(
-        _coalesce(request.stream()), expected_sha256=sha256, max_bytes=settings.max_upload_bytes
-    )
+    sha, size = await blobs.put_stream(request.stream(), expected_sha256=sha256, max_bytes=settings.max_upload_bytes)
     return await anyio.to_thread.run_sync(blob_service.record_upload, session, principal, project, sha, size)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from bottega.api.artifacts.repository import record_blob
-from bottega.api.artifacts.store import CHUNK, BlobStore
+from bottega.api.artifacts.store import BlobStore
 from bottega.api.audit.service import record
 from bottega.api.auth.principal import Principal, Role
 from bottega.api.db.base import utcnow
@@ -50,18 +50,6 @@ def validate_path(path: str) -> str:
 
 def _read(path: str, sha256: str, size: int, created_at: datetime) -> ArtifactRead:
     return ArtifactRead(path=path, sha256=sha256, size=size, created_at=created_at)
-
-
-async def _coalesce(chunks: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIterator[bytes]:
-    """Regroup the server's small body chunks into ~1 MiB writes (bounded memory, fewer thread hops)."""
-    buffer = bytearray()
-    async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
 
 
 def _check_writable(session: Session, principal: Principal, project: str, run_id: str) -> None:
@@ -107,7 +95,7 @@ async def upload(
         raise invalid("header.content-type", f"artifact uploads are sent as {OCTET_STREAM}, not {content_type!r}")
     await anyio.to_thread.run_sync(partial(_check_writable, session, principal, project, run_id))
     try:
-        sha256, size = await blobs.put_stream(_coalesce(body), expected_sha256=expected_sha256, max_bytes=max_bytes)
+        sha256, size = await blobs.put_stream(body, expected_sha256=expected_sha256, max_bytes=max_bytes)
     except ClientDisconnect:
         raise BadRequest(f"the client went away while uploading {path!r}; nothing was stored") from None
     return await anyio.to_thread.run_sync(partial(_record, session, principal, project, run_id, path, sha256, size))
