@@ -323,6 +323,8 @@ def _supervise(runner: Any, once: bool, console: Console) -> int:
         runner.stop(abandon=True)
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # A process started in the background inherits SIGINT as ignored; `kill -INT` must still drain the worker.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=target, name="bottega-worker", daemon=True).start()
     try:
         while not finished.is_set():
@@ -338,6 +340,7 @@ def _supervise(runner: Any, once: bool, console: Console) -> int:
                     runner.stop(abandon=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if "error" in outcome:
         raise outcome["error"]
     return int(outcome.get("processed", 0))
