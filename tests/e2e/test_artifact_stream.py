@@ -13,8 +13,6 @@ import hashlib
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,10 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
-from live_server import free_port
+from live_server import LiveServer, live_server
 
 from bottega.core.errors import IntegrityFailure
 from bottega.sdk import Client
@@ -41,54 +38,17 @@ RSS_GROWTH_LIMIT = 100 * MIB
 PROJECT = "streams"
 
 
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    home: Path
-    log: Path
-
-
 @contextmanager
-def uvicorn_server(root: Path) -> Iterator[Server]:
-    home = root / "home"
-    home.mkdir()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTTEGA_")}
-    env.update(
-        {
-            "BOTTEGA_HOME": str(home),
-            "BOTTEGA_DATABASE_URL": f"sqlite:///{home / 'bottega.db'}",
-            "BOTTEGA_BOOTSTRAP_TOKEN": TOKEN,
-            "BOTTEGA_MAX_JSON_BYTES": str(MAX_JSON_BYTES),
-            "BOTTEGA_EMBEDDED_WORKER": "false",
-        }
-    )
-    log = root / "server.log"
-    command = [sys.executable, "-m", "uvicorn", "bottega.api.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the server exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the server is not ready after 60 s: {log.read_text()[-2000:]}"
-            time.sleep(0.1)
-        yield Server(url=url, process=process, home=home, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def uvicorn_server(root: Path) -> Iterator[LiveServer]:
+    """A real `bottega server` on SQLite with a small JSON limit (far below the streamed file)."""
+    env = {
+        "BOTTEGA_DATABASE_URL": f"sqlite:///{root / 'home' / 'bottega.db'}",
+        "BOTTEGA_BOOTSTRAP_TOKEN": TOKEN,
+        "BOTTEGA_MAX_JSON_BYTES": str(MAX_JSON_BYTES),
+        "BOTTEGA_EMBEDDED_WORKER": "false",
+    }
+    with live_server(root / "home", extra_env=env) as server:
+        yield server
 
 
 @dataclass

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from api_harness import ADMIN_TOKEN, wipe
+from live_server import live_server
 from typer.testing import CliRunner
 
 from bottega.api.db.engine import make_engine
@@ -40,59 +38,30 @@ class Server:
         return Client(self.url, token)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One uvicorn process per backend for this module (the tests use their own projects)."""
+def module_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `bottega server` per backend for this module (the tests use their own projects)."""
     engine = make_engine(database_url)
     try:
         wipe(engine)
     finally:
         engine.dispose()
-    home = tmp_path_factory.mktemp("server")
-    port = free_port()
     env = {
-        **os.environ,
-        "BOTTEGA_HOME": str(home / "home"),
         "BOTTEGA_DATABASE_URL": database_url,
         "BOTTEGA_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
         "BOTTEGA_EMBEDDED_WORKER": "false",
         "BOTTEGA_MIGRATE_ON_START": "false",
         "BOTTEGA_SCHEDULER_INTERVAL_S": "0.5",
     }
-    command = [sys.executable, "-m", "uvicorn", "bottega.api.app:create_app", "--factory", "--port", str(port)]
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the server did not start:\n" + (home / "server.log").read_text())
-            time.sleep(0.1)
-        yield Server(url=url, env={**env, "BOTTEGA_URL": url, "BOTTEGA_TOKEN": ADMIN_TOKEN})
-    finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
+    with live_server(tmp_path_factory.mktemp("server") / "home", extra_env=env) as running:
+        yield Server(url=running.url, env=running.env(ADMIN_TOKEN))
 
 
 @pytest.fixture
-def server(live_server: Server) -> Iterator[Server]:
+def server(module_server: Server) -> Iterator[Server]:
     """The module's server, with every project and its runs deleted after each test."""
-    yield live_server
-    with live_server.sdk() as admin:
+    yield module_server
+    with module_server.sdk() as admin:
         for project in admin.projects.list(limit=500).items:
             admin.projects.delete(project.name)
 
