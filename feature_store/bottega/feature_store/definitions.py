@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bottega.feature_store.types import NAME_RE, GroupSchema, ValueType
+from bottega.feature_store.types import NAME_RE, FeatureRef, GroupSchema, ValueType
 
 DURATION_RE = re.compile(r"^(\d+)(s|m|h|d|w)$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -96,15 +96,49 @@ class Source(_Definition):
 
 
 class BatchFeatureGroup(_Group):
-    """Computed from a source table by a SQL transform (over the table named `source`), on a schedule.
+    """Computed from a source table by a transform, on a schedule. Exactly one of:
 
-    The transform must return the entity's join keys, `event_time` and every declared feature.
+    - `transform_sql`: a query over the table named `source`, run in the engine's SQL dialect (DuckDB or Spark SQL;
+      the common subset, e.g. `date_trunc`, `INTERVAL 1 DAY`, `GROUP BY ALL`, runs on both);
+    - `transform`: a Python function `package.module:function` called with the whole source as the engine's
+      DataFrame (a pandas DataFrame on DuckDB, a PySpark DataFrame on Spark) that returns a DataFrame of the same
+      kind (a pyarrow Table is accepted on DuckDB too); see `bottega.feature_store.batch`.
+
+    The transform must return the entity's join keys, `event_time` (timezone-aware) and every declared feature.
     """
 
     kind: Literal["batch"] = "batch"
     source: Source
-    transform_sql: str = Field(min_length=1)
+    transform_sql: str | None = Field(default=None, min_length=1, exclude_if=lambda value: value is None)
+    transform: str | None = Field(
+        default=None,
+        description="a Python transform `package.module:function` (instead of transform_sql)",
+        exclude_if=lambda value: value is None,
+    )
     schedule: str | None = Field(default=None, description="cron for the platform scheduler")
+
+    @field_validator("transform")
+    @classmethod
+    def _function_reference(cls, value: str | None) -> str | None:
+        from bottega.core.functions import FUNCTION_RE
+
+        if value is not None and not FUNCTION_RE.match(value):
+            raise ValueError(f"transform {value!r} must look like package.module:function")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transform(self) -> BatchFeatureGroup:
+        if (self.transform_sql is None) == (self.transform is None):
+            raise ValueError(f"batch group {self.name!r} needs exactly one of transform_sql and transform")
+        return self
+
+    def transform_function(self) -> Any:
+        """The Python transform, imported (raises `bottega.core.functions.FunctionError` when it cannot be)."""
+        from bottega.core.functions import load_function
+
+        if self.transform is None:
+            raise ValueError(f"batch group {self.name!r} has a SQL transform, not a Python one")
+        return load_function(self.transform, search=Path.cwd())
 
 
 class Aggregation(_Definition):
@@ -161,6 +195,43 @@ class RequestFeature(_Definition):
     dtype: ValueType
 
 
+class OnDemandFeatureGroup(_Definition):
+    """Features computed when read, by one pure Python function of request features and stored features.
+
+    The same function runs offline (training sets) and online (the prediction service). `function` is
+    `package.module:function`; `inputs` maps the names the function sees to stored features
+    (`project:group:feature` of batch or stream groups); `request_features` come from the caller (the label table in
+    training). Mode `row`: `f(dict) -> dict` of every declared feature; mode `pandas`: `f(DataFrame) -> DataFrame`
+    with those columns. Missing stored values arrive as None (NaN in pandas mode).
+    """
+
+    kind: Literal["on_demand"] = "on_demand"
+    name: NamePattern
+    entity: NamePattern
+    features: list[Feature] = Field(min_length=1)
+    function: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+    mode: Literal["row", "pandas"] = "row"
+    inputs: dict[NamePattern, str] = Field(default_factory=dict)
+    request_features: list[RequestFeature] = Field(default_factory=list)
+    code_sha256: str | None = None
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OnDemandFeatureGroup:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError(f"on-demand group {self.name!r} lists a feature twice")
+        for alias, ref in self.inputs.items():
+            FeatureRef.parse(ref)
+            if alias in {r.name for r in self.request_features}:
+                raise ValueError(f"on-demand group {self.name!r}: {alias!r} is both an input and a request feature")
+        if not self.inputs and not self.request_features:
+            raise ValueError(f"on-demand group {self.name!r} needs inputs or request_features (or both)")
+        return self
+
+
 class Definitions(_Definition):
     """A project's feature definitions, as written in a YAML file."""
 
@@ -168,12 +239,13 @@ class Definitions(_Definition):
     entities: list[Entity] = Field(default_factory=list)
     batch_groups: list[BatchFeatureGroup] = Field(default_factory=list)
     stream_groups: list[StreamingFeatureGroup] = Field(default_factory=list)
+    on_demand_groups: list[OnDemandFeatureGroup] = Field(default_factory=list)
     request_features: list[RequestFeature] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Definitions:
         entities = {e.name for e in self.entities}
-        groups = [*self.batch_groups, *self.stream_groups]
+        groups: list[_Group | OnDemandFeatureGroup] = [*self.batch_groups, *self.stream_groups, *self.on_demand_groups]
         names = [g.name for g in groups]
         if len(set(names)) != len(names):
             raise ValueError("two feature groups share a name")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bottega.core.extras import require
+from bottega.feature_store.offline.pit_duckdb import column_name
+from bottega.feature_store.on_demand import OnDemandTransform, add_on_demand_columns
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 if TYPE_CHECKING:
@@ -19,9 +21,12 @@ if TYPE_CHECKING:
 
 
 def schemas_from_resolution(resolution: Any) -> dict[tuple[str, str], GroupSchema]:
-    """GroupSchemas from the API's `Resolution` (entity keys in order, every feature's type, max age)."""
+    """GroupSchemas of the stored groups of the API's `Resolution` (entity keys in order, every feature's type,
+    max age); on-demand groups are computed, not stored, and have none."""
     schemas = {}
     for group in resolution.groups:
+        if getattr(group, "on_demand", None) is not None:
+            continue
         schema = GroupSchema(
             project=group.project,
             name=group.group,
@@ -71,9 +76,35 @@ def get_training_set(
     refs = [f if isinstance(f, FeatureRef) else FeatureRef.parse(f) for f in features]
     if not refs:
         raise ValueError("ask for at least one feature reference")
-    schemas = schemas_from_resolution(client.features.resolve([str(r) for r in refs]))
+    resolution = client.features.resolve([str(r) for r in refs])
+    schemas = schemas_from_resolution(resolution)
+    transforms = {(g.project, g.group): OnDemandTransform.from_resolved(g) for g in resolution.groups if g.on_demand}
+    stored = [r for r in refs if r.group_key not in transforms]
+    computed: dict[tuple[str, str], list[str]] = {}
+    for ref in refs:
+        if ref.group_key in transforms:
+            computed.setdefault(ref.group_key, []).append(ref.feature)
+    inputs = [ref for key in computed for ref in transforms[key].inputs.values()]
+    joined = list(dict.fromkeys([*stored, *inputs]))
     store = OfflineStore(offline_root) if offline_root else StoreSettings.from_env().offline()
     labels = read_labels(label_source)
+    table = labels
+    if joined:
+        table = _join(store, labels, joined, schemas, timestamp_column, engine, spark)
+    table = add_on_demand_columns(table, [(transforms[key], names) for key, names in computed.items()], column_name)
+    wanted = [*labels.column_names, *(column_name(r) for r in refs)]
+    return table.select(list(dict.fromkeys(wanted)))
+
+
+def _join(
+    store: Any,
+    labels: Any,
+    refs: list[FeatureRef],
+    schemas: dict[tuple[str, str], GroupSchema],
+    timestamp_column: str,
+    engine: str,
+    spark: Any,
+) -> Any:
     if engine == "spark":
         if spark is None:
             raise ValueError("engine='spark' needs a SparkSession: pass spark=...")

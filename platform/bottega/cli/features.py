@@ -58,8 +58,8 @@ def _group_row(group: Any) -> dict[str, Any]:
         "version": group.version,
         "entity": f"{group.entity.name} ({', '.join(group.entity.join_keys)})",
         "features": len(definition["features"]),
-        "max_age": definition["max_age"],
-        "online": definition["online"],
+        "max_age": definition.get("max_age", "-"),
+        "online": definition.get("online", True),
         "owner": definition["owner"],
         "updated_at": group.updated_at.isoformat(timespec="seconds"),
     }
@@ -71,13 +71,16 @@ def apply(
     file: Annotated[Path, typer.Argument(help="a definitions file (YAML, or .json)")],
     project: Annotated[str | None, typer.Option(help="the project (default: the file's `project`)")] = None,
     new_version: Annotated[bool, typer.Option("--new-version", help="accept breaking changes as new versions")] = False,
+    fingerprint: Annotated[
+        bool, typer.Option(help="import on-demand functions (from here) to fingerprint their code")
+    ] = True,
 ) -> None:
     """Register a definitions file in one transaction: its entities, then its groups."""
     data = read_definitions(file)
     if project is None and not data.get("project"):
         raise typer.BadParameter("the file names no project: add `project:` to it or pass --project")
     with client(ctx) as sdk:
-        applied = sdk.features.register(data, project=project, new_version=new_version)
+        applied = sdk.features.register(data, project=project, new_version=new_version, fingerprint=fingerprint)
     if state(ctx).as_json:
         emit(ctx, applied)
         return
@@ -97,7 +100,7 @@ def apply(
 def list_groups(
     ctx: typer.Context,
     project: Project,
-    kind: Annotated[str | None, typer.Option(help="batch or stream")] = None,
+    kind: Annotated[str | None, typer.Option(help="batch, stream or on_demand")] = None,
     entity: Annotated[str | None, typer.Option(help="groups about this entity")] = None,
     limit: int = 50,
     offset: int = 0,
@@ -178,7 +181,7 @@ def search(
     owner: Annotated[str | None, typer.Option(help="the group's owner")] = None,
     entity: Annotated[str | None, typer.Option(help="the entity's name")] = None,
     project: Annotated[str | None, typer.Option(help="one project")] = None,
-    kind: Annotated[str | None, typer.Option(help="batch or stream")] = None,
+    kind: Annotated[str | None, typer.Option(help="batch, stream or on_demand")] = None,
     dtype: Annotated[str | None, typer.Option(help="int, float, string or bool")] = None,
     limit: int = 50,
     offset: int = 0,

@@ -17,6 +17,7 @@ import builtins
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bottega.api.features.schemas import (
@@ -66,6 +67,16 @@ def _definition(value: Any, what: str) -> dict[str, Any]:
     return data
 
 
+def _with_fingerprint(group: dict[str, Any]) -> dict[str, Any]:
+    """An on-demand group with `code_sha256` set from its function's module (imported from here or the cwd)."""
+    if "function" not in group or group.get("kind", "on_demand") != "on_demand" or group.get("code_sha256"):
+        return group
+    from bottega.core.functions import fingerprint, load_function
+
+    function = load_function(str(group["function"]), search=Path.cwd())
+    return {**group, "code_sha256": fingerprint(function)}
+
+
 class FeaturesAPI:
     def __init__(self, transport: Transport, api: str) -> None:
         self._t = transport
@@ -96,20 +107,31 @@ class FeaturesAPI:
 
     # -- groups ----------------------------------------------------------------------------------------------------
 
-    def register_group(self, project: str, definition: Any, *, new_version: bool = False) -> GroupRegistered:
-        """Register a batch or stream group: a dict shaped like the feature store's definitions, or a pydantic
-        model (`BatchFeatureGroup`, `StreamingFeatureGroup`). `outcome` is created, updated or unchanged."""
+    def register_group(
+        self, project: str, definition: Any, *, new_version: bool = False, fingerprint: bool = True
+    ) -> GroupRegistered:
+        """Register a batch, stream or on-demand group: a dict shaped like the feature store's definitions, or a
+        pydantic model (`BatchFeatureGroup`, `StreamingFeatureGroup`, `OnDemandFeatureGroup`). `outcome` is
+        created, updated or unchanged. An on-demand group's function is imported to fingerprint its code unless
+        `fingerprint=False` (then any code runs under its name)."""
         body = _definition(definition, "a group definition")
+        if fingerprint:
+            body = _with_fingerprint(body)
         if new_version:
             body["new_version"] = True
         return GroupRegistered.model_validate(self._t.json("POST", f"{self._base(project)}/groups", json=body))
 
     def register(
-        self, definitions: Any, *, project: str | None = None, new_version: bool = False
+        self, definitions: Any, *, project: str | None = None, new_version: bool = False, fingerprint: bool = True
     ) -> DefinitionsApplied:
         """Apply a whole definitions file (`Definitions`, or a dict shaped like its YAML) in one transaction:
-        entities, then groups. `project` defaults to the definitions' own. Returns what each one became."""
+        entities, then groups. `project` defaults to the definitions' own. Returns what each one became.
+        On-demand groups' functions are imported to fingerprint their code unless `fingerprint=False`."""
         body = _definition(definitions, "definitions")
+        if fingerprint and isinstance(body.get("on_demand_groups"), list):
+            body["on_demand_groups"] = [
+                _with_fingerprint(g) if isinstance(g, dict) else g for g in body["on_demand_groups"]
+            ]
         target = project or body.get("project")
         if not isinstance(target, str) or not target:
             raise InvalidInput("the definitions name no project: give project=...")

@@ -17,16 +17,18 @@ from bottega.api import access
 from bottega.api.auth.principal import Principal, Role
 from bottega.api.db.tables import FeatureGroup
 from bottega.api.features import repository as repo
+from bottega.api.features.durations import format_duration
 from bottega.api.features.entities import entity_keys
 from bottega.api.features.schemas import (
     MAX_RESOLVE,
+    EntityKeys,
     FeatureHit,
     GroupKind,
+    OnDemandSpec,
     Resolution,
     ResolvedFeature,
     ResolvedGroup,
     ValueType,
-    format_duration,
     parse_ref,
 )
 from bottega.api.features.service import stats_read, visible_ids
@@ -57,7 +59,9 @@ def _duration(seconds: int) -> str:
 
 
 def _kind(text: str) -> GroupKind:
-    return "stream" if text == "stream" else "batch"
+    if text in ("stream", "on_demand"):
+        return "stream" if text == "stream" else "on_demand"
+    return "batch"
 
 
 def _used_by(
@@ -174,46 +178,75 @@ def _groups_of(
     return out
 
 
+def _resolved_group(
+    key: tuple[str, str], group: FeatureGroup, keys: EntityKeys, types: dict[str, str], spec: OnDemandSpec | None
+) -> ResolvedGroup:
+    return ResolvedGroup(
+        project=key[0],
+        group=key[1],
+        version=group.version,
+        kind=_kind(group.kind),
+        entity=keys,
+        features={f: ValueType(t) for f, t in types.items()},
+        max_age=_duration(group.max_age_seconds),
+        max_age_seconds=group.max_age_seconds,
+        online=group.online,
+        on_demand=spec,
+    )
+
+
+def _on_demand_specs(session: Session, groups: dict[tuple[str, str], FeatureGroup]) -> dict[int, OnDemandSpec]:
+    computed = [g for g in groups.values() if g.kind == "on_demand"]
+    out = {}
+    for group_id, row in repo.current_versions(session, computed).items():
+        definition = row.definition
+        out[group_id] = OnDemandSpec(
+            function=definition["function"],
+            mode=definition.get("mode", "row"),
+            inputs=definition.get("inputs", {}),
+            request_features={r["name"]: ValueType(r["dtype"]) for r in definition.get("request_features", [])},
+            code_sha256=definition.get("code_sha256"),
+        )
+    return out
+
+
 def resolve(session: Session, principal: Principal, raw_refs: str) -> Resolution:
-    """What serving and training sets need to read each reference; NotFound naming every unknown one."""
+    """What serving and training sets need to read each reference; NotFound naming every unknown one.
+
+    The stored groups that requested on-demand groups read are resolved too (after the requested ones)."""
     refs = _parse_refs(raw_refs)
     groups = _groups_of(session, principal, refs)
-    features = repo.features_of(session, [g.id for g in groups.values()])
-    entities = repo.entities_by_id(session, [g.entity_id for g in groups.values()])
-    types = {key: {f.name: f.dtype for f in features.get(g.id, [])} for key, g in groups.items()}
-    unknown = [f"{p}:{g}:{f}" for p, g, f in refs if f not in types.get((p, g), {})]
+    specs = _on_demand_specs(session, groups)
+    inputs = [parse_ref(ref) for spec in specs.values() for ref in spec.inputs.values()]
+    extra = {k: g for k, g in _groups_of(session, principal, inputs).items() if k not in groups}
+    everything = {**groups, **extra}
+    features = repo.features_of(session, [g.id for g in everything.values()])
+    entities = repo.entities_by_id(session, [g.entity_id for g in everything.values()])
+    types = {key: {f.name: f.dtype for f in features.get(g.id, [])} for key, g in everything.items()}
+    unknown = [f"{p}:{g}:{f}" for p, g, f in [*refs, *inputs] if f not in types.get((p, g), {})]
     if unknown:
         raise NotFound(f"unknown feature references: {', '.join(unknown[:20])}", unknown=unknown)
-    resolved, used_groups = [], {}
-    for project, name, feature in refs:
-        group = groups[(project, name)]
+    resolved: list[ResolvedFeature] = []
+    used_groups: dict[tuple[str, str], ResolvedGroup] = {}
+    for key in [(p, g) for p, g, _ in refs] + [(p, g) for p, g, _ in inputs]:
+        group = everything[key]
         keys = entity_keys(entities[group.entity_id])
-        max_age = _duration(group.max_age_seconds)
-        kind = _kind(group.kind)
+        used_groups.setdefault(key, _resolved_group(key, group, keys, types[key], specs.get(group.id)))
+    for project, name, feature in refs:
+        group_read = used_groups[(project, name)]
         resolved.append(
             ResolvedFeature(
                 ref=f"{project}:{name}:{feature}",
                 project=project,
                 group=name,
                 feature=feature,
-                dtype=ValueType(types[(project, name)][feature]),
-                group_version=group.version,
-                kind=kind,
-                entity=keys,
-                max_age=max_age,
-                max_age_seconds=group.max_age_seconds,
-                online=group.online,
+                dtype=group_read.features[feature],
+                group_version=group_read.version,
+                kind=group_read.kind,
+                entity=group_read.entity,
+                max_age=group_read.max_age,
+                max_age_seconds=group_read.max_age_seconds,
+                online=group_read.online,
             )
-        )
-        used_groups[(project, name)] = ResolvedGroup(
-            project=project,
-            group=name,
-            version=group.version,
-            kind=kind,
-            entity=keys,
-            features={f: ValueType(t) for f, t in types[(project, name)].items()},
-            max_age=max_age,
-            max_age_seconds=group.max_age_seconds,
-            online=group.online,
         )
     return Resolution(features=resolved, groups=list(used_groups.values()))

@@ -14,29 +14,28 @@ The server checks what needs the database: the entity exists, no feature is name
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
-    PlainSerializer,
     Tag,
     field_validator,
     model_validator,
 )
 
+from bottega.api.features.durations import Duration, PositiveDuration
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,126}$"
 REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}:[a-z][a-z0-9_]{0,62}:[a-z][a-z0-9_]{0,62}$"
+FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_COLUMNS = frozenset({"event_time"})
 DESCRIPTION_MAX = 10_000
 MAX_TAGS = 100
@@ -44,10 +43,6 @@ MAX_FEATURES = 1_000
 MAX_JOIN_KEYS = 16
 MAX_RESOLVE = 1_000
 STATS_FIELDS = ("rows_offline", "rows_online", "last_event_time", "last_run_at", "freshness_seconds")
-MAX_DURATION_SECONDS = 100 * 365 * 86_400
-_SHORT_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60))
-_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
 class ValueType(StrEnum):
@@ -59,71 +54,13 @@ class ValueType(StrEnum):
     bool = "bool"
 
 
-def _duration_in(value: Any) -> Any:
-    """`90s`/`15m`/`1h`/`14d`/`2w` become a timedelta; numbers (seconds) and ISO 8601 strings go to pydantic."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a string like 90s, 15m, 1h, 14d or 2w, or a number of seconds")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("a duration must be finite")
-    if isinstance(value, str):
-        match = _SHORT_DURATION.match(value)
-        if match:
-            seconds = int(match.group(1)) * _SECONDS[match.group(2)]
-            if seconds > MAX_DURATION_SECONDS:
-                raise ValueError(f"duration {value!r} is over the limit of {MAX_DURATION_SECONDS} seconds")
-            return timedelta(seconds=seconds)
-        if not value.strip().upper().startswith(("P", "-P")):
-            raise ValueError(f"duration {value!r} must look like 90s, 15m, 1h, 14d or 2w (or ISO 8601, e.g. P2D)")
-    return value
-
-
-def _whole_seconds(value: timedelta) -> timedelta:
-    if value < timedelta(0):
-        raise ValueError("a duration cannot be negative")
-    if value.microseconds:
-        raise ValueError("a duration must be a whole number of seconds")
-    if value.total_seconds() > MAX_DURATION_SECONDS:
-        raise ValueError(f"a duration is at most {MAX_DURATION_SECONDS} seconds (100 years)")
-    return value
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("the duration must be positive")
-    return value
-
-
-def format_duration(value: timedelta) -> str:
-    """The short form of a whole-second duration: the largest unit that divides it (`2w`, `36h`, `90s`)."""
-    seconds = int(value.total_seconds())
-    for unit, size in _UNIT_SECONDS:
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def duration_seconds(text: str) -> int:
-    """Seconds of a duration in the short form `format_duration` writes."""
-    match = _SHORT_DURATION.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a short duration")
-    return int(match.group(1)) * _SECONDS[match.group(2)]
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(_duration_in),
-    AfterValidator(_whole_seconds),
-    PlainSerializer(format_duration, return_type=str),
-]
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 TagKey = Annotated[str, Field(pattern=TAG_KEY_PATTERN)]
 TagValue = Annotated[str, Field(max_length=1024)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
 Outcome = Literal["created", "updated", "unchanged"]
-GroupKind = Literal["batch", "stream"]
+GroupKind = Literal["batch", "stream", "on_demand"]
 
 
 class _Definition(BaseModel):
@@ -184,12 +121,10 @@ class SourceDef(_Definition):
     timestamp_column: str = Field(default="event_time", min_length=1, max_length=255)
 
 
-class _GroupDef(_Definition):
+class _GroupBase(_Definition):
     name: Name
     entity: Name
     features: list[FeatureDef] = Field(min_length=1, max_length=MAX_FEATURES)
-    max_age: PositiveDuration
-    online: bool = True
     description: Description = ""
     owner: str = Field(default="", max_length=255)
     tags: Tags = Field(default_factory=dict)
@@ -202,6 +137,13 @@ class _GroupDef(_Definition):
         if twice:
             raise ValueError(f"the group lists feature {twice[0]!r} twice")
         return value
+
+
+class _GroupDef(_GroupBase):
+    """A group whose values are stored (offline, and online unless `online` is false)."""
+
+    max_age: PositiveDuration
+    online: bool = True
 
 
 class BatchGroupDef(_GroupDef):
@@ -252,19 +194,62 @@ class StreamGroupDef(_GroupDef):
         return self
 
 
+class RequestFeatureDef(_Definition):
+    """A value the caller supplies at prediction time (declared in files; a model's signature lists its own)."""
+
+    name: Name
+    dtype: ValueType
+
+
+class OnDemandGroupDef(_GroupBase):
+    """Features computed when they are read, by a pure Python function of request features and stored features.
+
+    The same function runs when a training set is built and when the prediction service answers a request, so
+    offline and online values agree. `function` is `package.module:function`, importable where it runs; `inputs`
+    maps the names the function sees to stored features (`project:group:feature` of batch or stream groups);
+    `request_features` are supplied by the caller (and by the label table in training). In `row` mode the function
+    takes one dict and returns a dict of every declared feature; in `pandas` mode it takes and returns a DataFrame.
+    `code_sha256` fingerprints the function's source when the definition is applied from the SDK or CLI: a
+    runtime that loads different code refuses to run it.
+    """
+
+    kind: Literal["on_demand"] = "on_demand"
+    function: str = Field(pattern=FUNCTION_PATTERN, max_length=512)
+    mode: Literal["row", "pandas"] = "row"
+    inputs: dict[Name, Annotated[str, Field(pattern=REF_PATTERN)]] = Field(default_factory=dict, max_length=1_000)
+    request_features: list[RequestFeatureDef] = Field(default_factory=list, max_length=1_000)
+    code_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _inputs(self) -> OnDemandGroupDef:
+        requested = [r.name for r in self.request_features]
+        if not self.inputs and not requested:
+            raise ValueError(f"on-demand group {self.name!r} needs inputs or request_features (or both)")
+        if len(set(requested)) != len(requested):
+            raise ValueError(f"on-demand group {self.name!r} lists a request feature twice")
+        both = sorted(set(requested) & set(self.inputs))
+        if both:
+            raise ValueError(f"on-demand group {self.name!r}: {both[0]!r} is both an input and a request feature")
+        return self
+
+
 def _kind_of(value: Any) -> str | None:
-    """The discriminator: `kind`, or (when a definition leaves it out) stream for a group with a topic."""
+    """The discriminator: `kind`, or (when a definition leaves it out) stream for a group with a topic, on_demand
+    for one with a function."""
     if isinstance(value, dict):
         kind = value.get("kind")
         if kind is None:
-            return "stream" if "topic" in value else "batch"
+            return "stream" if "topic" in value else "on_demand" if "function" in value else "batch"
         return kind if isinstance(kind, str) else None
     kind = getattr(value, "kind", None)
     return kind if isinstance(kind, str) else None
 
 
 GroupDefinition = Annotated[
-    Annotated[BatchGroupDef, Tag("batch")] | Annotated[StreamGroupDef, Tag("stream")], Discriminator(_kind_of)
+    Annotated[BatchGroupDef, Tag("batch")]
+    | Annotated[StreamGroupDef, Tag("stream")]
+    | Annotated[OnDemandGroupDef, Tag("on_demand")],
+    Discriminator(_kind_of),
 ]
 
 
@@ -276,29 +261,30 @@ class StreamGroupRegister(StreamGroupDef):
     new_version: bool = Field(default=False, description="accept a breaking change as a new version")
 
 
+class OnDemandGroupRegister(OnDemandGroupDef):
+    new_version: bool = Field(default=False, description="accept a breaking change as a new version")
+
+
 GroupRegister = Annotated[
-    Annotated[BatchGroupRegister, Tag("batch")] | Annotated[StreamGroupRegister, Tag("stream")],
+    Annotated[BatchGroupRegister, Tag("batch")]
+    | Annotated[StreamGroupRegister, Tag("stream")]
+    | Annotated[OnDemandGroupRegister, Tag("on_demand")],
     Discriminator(_kind_of),
 ]
-
-
-class RequestFeatureDef(_Definition):
-    """A value the caller supplies at prediction time (declared in files; a model's signature lists its own)."""
-
-    name: Name
-    dtype: ValueType
 
 
 class DefinitionsApply(_Definition):
     """A definitions file (`Definitions` of the feature store), applied in one transaction: entities, then groups.
 
-    `request_features` are accepted so a file can be posted as it is, but they are not part of the catalog.
+    Top-level `request_features` are accepted so a file can be posted as it is; the catalog keeps the request
+    features that on-demand groups declare (a model's signature lists its own).
     """
 
     project: str | None = Field(default=None, pattern=PROJECT_PATTERN, description="must match the URL's project")
     entities: list[EntityDef] = Field(default_factory=list, max_length=1_000)
     batch_groups: list[BatchGroupDef] = Field(default_factory=list, max_length=1_000)
     stream_groups: list[StreamGroupDef] = Field(default_factory=list, max_length=1_000)
+    on_demand_groups: list[OnDemandGroupDef] = Field(default_factory=list, max_length=1_000)
     request_features: list[RequestFeatureDef] = Field(default_factory=list, max_length=10_000)
     new_version: bool = Field(default=False, description="accept breaking changes as new versions")
 
@@ -307,7 +293,7 @@ class DefinitionsApply(_Definition):
         entities = [e.name for e in self.entities]
         if len(set(entities)) != len(entities):
             raise ValueError("two entities share a name")
-        groups = [g.name for g in [*self.batch_groups, *self.stream_groups]]
+        groups = [g.name for g in [*self.batch_groups, *self.stream_groups, *self.on_demand_groups]]
         if len(set(groups)) != len(groups):
             raise ValueError("two feature groups share a name")
         return self
@@ -453,8 +439,21 @@ class ResolvedFeature(BaseModel):
     online: bool
 
 
+class OnDemandSpec(BaseModel):
+    """How to compute an on-demand group: its function, the stored inputs (resolved in the same `Resolution`) and
+    the request features the caller supplies."""
+
+    function: str
+    mode: Literal["row", "pandas"]
+    inputs: dict[str, str]
+    request_features: dict[str, ValueType]
+    code_sha256: str | None
+
+
 class ResolvedGroup(BaseModel):
-    """What a store needs to read a group (a `GroupSchema`): entity keys in order and every feature's type."""
+    """What a store needs to read a group (a `GroupSchema`): entity keys in order and every feature's type.
+
+    An on-demand group carries `on_demand`; the groups its inputs read are listed in the same resolution."""
 
     project: str
     group: str
@@ -465,11 +464,14 @@ class ResolvedGroup(BaseModel):
     max_age: str
     max_age_seconds: int
     online: bool
+    on_demand: OnDemandSpec | None = None
 
 
 class Resolution(BaseModel):
     features: list[ResolvedFeature] = Field(description="one per requested reference, in the order asked")
-    groups: list[ResolvedGroup] = Field(description="each group the references point into, once")
+    groups: list[ResolvedGroup] = Field(
+        description="each group the references point into, once, then the stored groups on-demand inputs read"
+    )
 
 
 def parse_ref(text: str) -> tuple[str, str, str]:

@@ -21,8 +21,8 @@ from bottega.api.audit.service import record
 from bottega.api.auth.principal import Principal, Role
 from bottega.api.db.base import utcnow
 from bottega.api.db.tables import FeatureEntity, FeatureGroup, FeatureGroupStats, FeatureGroupVersion, Project
+from bottega.api.features import on_demand, versioning
 from bottega.api.features import repository as repo
-from bottega.api.features import versioning
 from bottega.api.features.entities import entity_keys, field_error, flush, keys_of, put_in
 from bottega.api.features.schemas import (
     RESERVED_COLUMNS,
@@ -39,6 +39,8 @@ from bottega.api.features.schemas import (
     GroupRegistered,
     GroupStats,
     GroupVersionRead,
+    OnDemandGroupDef,
+    OnDemandGroupRegister,
     Outcome,
     StatsReport,
     StreamGroupDef,
@@ -49,7 +51,7 @@ from bottega.core.errors import Conflict, NotFound
 
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 AUDITED_CHANGES = 50
-GroupDef = BatchGroupDef | StreamGroupDef
+GroupDef = BatchGroupDef | StreamGroupDef | OnDemandGroupDef
 
 
 def group_target(project: str, name: str) -> str:
@@ -150,8 +152,9 @@ def _apply_current(group: FeatureGroup, entity: FeatureEntity, definition: Group
     group.entity_id = entity.id
     group.kind = definition.kind
     group.owner = definition.owner
-    group.online = definition.online
-    group.max_age_seconds = int(definition.max_age.total_seconds())
+    # On-demand groups are computed where they are read: always available online, no age of their own.
+    group.online = definition.online if not isinstance(definition, OnDemandGroupDef) else True
+    group.max_age_seconds = 0 if isinstance(definition, OnDemandGroupDef) else int(definition.max_age.total_seconds())
     group.updated_by, group.updated_at = who, now
 
 
@@ -167,6 +170,8 @@ def register(
             f"{project.name!r}; put it first",
         )
     definition = _checked(definition, entity)
+    if isinstance(definition, OnDemandGroupDef):
+        on_demand.check_inputs(session, principal, definition)
     canonical = definition.model_dump(mode="json")
     now = utcnow()
     group = repo.group(session, project.id, definition.name, for_update=True)
@@ -184,6 +189,7 @@ def register(
         diff = versioning.compare(current.definition, canonical)
         if not diff.changed:
             return group, "unchanged", diff
+        _keep_read_features(session, project.name, definition)
         if diff.breaking and not new_version:
             raise Conflict(
                 f"feature group {definition.name!r}: breaking change ({'; '.join(diff.breaking)}); register it "
@@ -212,6 +218,19 @@ def register(
     return group, outcome, diff
 
 
+def _keep_read_features(session: Session, project: str, definition: GroupDef) -> None:
+    """Conflict when a new version would drop a feature that an on-demand group reads."""
+    kept = {f.name for f in definition.features}
+    for reader, used in sorted(on_demand.readers_of(session, project, definition.name).items()):
+        dropped = sorted(used - kept)
+        if dropped:
+            raise Conflict(
+                f"feature group {definition.name!r}: on-demand group {reader} reads {', '.join(dropped)}; change "
+                "that group first",
+                read_by=[reader],
+            )
+
+
 def register_group(
     session: Session, principal: Principal, project: str, definition: GroupDef, new_version: bool
 ) -> GroupRegistered:
@@ -231,7 +250,8 @@ def apply(session: Session, principal: Principal, project: str, body: Definition
         _, outcome = put_in(session, principal, proj, entity.name, _entity_put(entity))
         entities.append(AppliedEntity(name=entity.name, outcome=outcome))
     groups = []
-    definitions: list[GroupDef] = [*body.batch_groups, *body.stream_groups]
+    # On-demand groups last: they may read groups of the same file.
+    definitions: list[GroupDef] = [*body.batch_groups, *body.stream_groups, *body.on_demand_groups]
     for definition in definitions:
         group, outcome, diff = register(session, principal, proj, definition, body.new_version)
         groups.append(
@@ -247,11 +267,13 @@ def apply(session: Session, principal: Principal, project: str, body: Definition
     return DefinitionsApplied(project=proj.name, entities=entities, groups=groups)
 
 
-def definition_of(body: BatchGroupRegister | StreamGroupRegister) -> GroupDef:
+def definition_of(body: BatchGroupRegister | StreamGroupRegister | OnDemandGroupRegister) -> GroupDef:
     """The group definition of a registration request (without its `new_version` flag)."""
     data = body.model_dump(exclude={"new_version"})
     if isinstance(body, StreamGroupRegister):
         return StreamGroupDef.model_validate(data)
+    if isinstance(body, OnDemandGroupRegister):
+        return OnDemandGroupDef.model_validate(data)
     return BatchGroupDef.model_validate(data)
 
 
@@ -369,6 +391,12 @@ def delete_group(session: Session, principal: Principal, project: str, name: str
     """Delete a group with all its versions; refused while a model version's signature uses one of its features."""
     proj = access.project_for(session, principal, project, Role.owner)
     group = _group(session, proj, name)
+    readers = sorted(on_demand.readers_of(session, proj.name, name))
+    if readers:
+        raise Conflict(
+            f"feature group {name!r} is read by on-demand group {', '.join(readers)}: change or delete it first",
+            read_by=readers,
+        )
     usages = repo.usages(session, [(proj.name, name)])
     if usages:
         visible = visible_ids(session, principal)

@@ -4,9 +4,10 @@ Pure functions over the canonical JSON form of two definitions (`GroupDefinition
 
 Breaking (a reader of the old version, a model or a training set, may fail or silently change meaning):
 a different kind or entity, a feature removed or its dtype changed, a shorter `max_age` (values that were fresh
-become stale), and `online` turned off (online reads stop). Everything else is compatible: added features,
-descriptions, tags, owner, schedule, source and transform, stream topic, schema and aggregations, a longer
-`max_age`, `online` turned on, a different feature order.
+become stale), `online` turned off (online reads stop), and for on-demand groups a request feature added or
+retyped (callers would have to send it). Everything else is compatible: added features, descriptions, tags, owner,
+schedule, source and transform, stream topic, schema and aggregations, a longer `max_age`, `online` turned on, a
+different feature order, an on-demand group's function, mode, inputs or code, a request feature removed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bottega.api.features.schemas import duration_seconds
+from bottega.api.features.durations import duration_seconds
 
 # Compared field by field (in this order) after kind, entity, features, max_age and online.
 OTHER_FIELDS = (
@@ -29,6 +30,10 @@ OTHER_FIELDS = (
     "timestamp_field",
     "aggregations",
     "allowed_lateness",
+    "function",
+    "mode",
+    "inputs",
+    "code_sha256",
 )
 
 
@@ -72,7 +77,22 @@ def _compare_features(old: dict[str, Any], new: dict[str, Any], diff: Diff) -> N
         diff.compatible.append("features reordered")
 
 
+def _compare_request_features(old: dict[str, Any], new: dict[str, Any], diff: Diff) -> None:
+    before = {r["name"]: r["dtype"] for r in old.get("request_features", [])}
+    after = {r["name"]: r["dtype"] for r in new.get("request_features", [])}
+    for name, dtype in after.items():
+        if name not in before:
+            diff.breaking.append(f"request feature {name} added ({dtype})")
+        elif before[name] != dtype:
+            diff.breaking.append(f"request feature {name} dtype {before[name]} -> {dtype}")
+    for name in before:
+        if name not in after:
+            diff.compatible.append(f"request feature {name} removed")
+
+
 def _compare_max_age(old: dict[str, Any], new: dict[str, Any], diff: Diff) -> None:
+    if "max_age" not in old or "max_age" not in new:
+        return  # on-demand groups have none (a kind change is reported already)
     before, after = duration_seconds(old["max_age"]), duration_seconds(new["max_age"])
     if after < before:
         diff.breaking.append(f"max_age shortened {old['max_age']} -> {new['max_age']}")
@@ -89,6 +109,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> Diff:
         diff.breaking.append(f"entity {old['entity']} -> {new['entity']}")
     _compare_features(old, new, diff)
     _compare_max_age(old, new, diff)
+    _compare_request_features(old, new, diff)
     if old.get("online", True) != new.get("online", True):
         if new.get("online", True):
             diff.compatible.append("online turned on")
