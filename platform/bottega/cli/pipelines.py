@@ -93,12 +93,16 @@ def stream_group(
     ] = None,
     max_events: Annotated[int | None, typer.Option(help="stop after this many new events")] = None,
     idle_timeout: Annotated[float | None, typer.Option(help="stop after this many idle seconds")] = None,
+    report_every: Annotated[
+        float, typer.Option(help="seconds between freshness and row-count reports to the catalog")
+    ] = 30.0,
 ) -> None:
     """Run a streaming feature group's consumer: windowed aggregates written online and offline (Ctrl-C stops)."""
     require("kafka", "stream")
+    from bottega.feature_store.catalog import StreamReporter
     from bottega.feature_store.catalog import stream_group as load
     from bottega.feature_store.config import StoreSettings
-    from bottega.feature_store.streaming.processor import run
+    from bottega.feature_store.streaming.processor import StreamStats, run
 
     settings = StoreSettings.from_env()
     stop = threading.Event()
@@ -113,6 +117,14 @@ def stream_group(
         with client(ctx) as sdk:
             definition, schema = load(sdk, project, group)
             online = settings.online() if definition.online else None
+            reporter = StreamReporter(sdk, project, group, every_s=report_every)
+
+            def progress(s: StreamStats) -> None:
+                console.print(
+                    f"consumed {s.consumed}, emitted {s.emitted}, dead-lettered {s.dead_lettered}", highlight=False
+                )
+                reporter(s)
+
             try:
                 stats = run(
                     definition,
@@ -124,10 +136,9 @@ def stream_group(
                     stop=stop,
                     max_events=max_events,
                     idle_timeout_s=idle_timeout,
-                    progress=lambda s: console.print(
-                        f"consumed {s.consumed}, emitted {s.emitted}, dead-lettered {s.dead_lettered}", highlight=False
-                    ),
+                    progress=progress,
                 )
+                reporter.report(stats)
             finally:
                 if online is not None:
                     online.close()

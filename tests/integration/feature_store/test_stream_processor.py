@@ -273,6 +273,10 @@ def test_parity_dead_letters_and_committed_offsets(kafka_bootstrap: str, topic: 
         for key, values in want.items():
             assert got[key] == pytest.approx(values), key
         check_online(online, schema, stream, ms_precision=False)
+        # Batches were appended, then folded into one file per day when the run ended.
+        days = sorted(offline.group_dir(schema).glob("event_date=*"))
+        assert stats.compacted_files > len(days) >= 1
+        assert all(len(list(day.glob("*.parquet"))) == 1 for day in days)
     finally:
         online.close()
     # (2) the dead-letter topic holds exactly the bad events, with reasons and the original text

@@ -76,3 +76,26 @@ def test_api_service_builds_from_the_repo_and_uses_postgres() -> None:
     assert host_ports(api) == {8700}
     assert api["environment"]["BOTTEGA_DATABASE_URL"].startswith("postgresql+psycopg://postgres@postgres:5432/")
     assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_stream_worker_reaches_the_stack_from_inside_it() -> None:
+    services = compose()["services"]
+    worker = services["stream-worker"]
+    assert worker["profiles"] == ["streaming"]  # a plain `docker compose up` does not start it
+    assert worker["command"][:3] == ["bottega", "features", "stream"]
+    dockerfile = (REPO / worker["build"]["dockerfile"]).read_text()
+    assert '".[store,stream,spark]"' in dockerfile
+    env = worker["environment"]
+    # Containers reach Kafka through its INTERNAL listener, advertised under the service's name.
+    kafka = services["kafka"]["environment"]
+    assert f"INTERNAL://{env['BOTTEGA_KAFKA_BOOTSTRAP']}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    port = env["BOTTEGA_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1]
+    assert f"INTERNAL://:{port}" in kafka["KAFKA_LISTENERS"].split(",")
+    assert env["BOTTEGA_CASSANDRA_HOSTS"] == "cassandra:9042"
+    assert env["BOTTEGA_URL"] == "http://api:8700"
+    assert env["BOTTEGA_ONLINE_STORE"] == "cassandra"
+    assert {name for name, cond in worker["depends_on"].items() if cond["condition"] == "service_healthy"} == {
+        "api",
+        "kafka",
+        "cassandra",
+    }

@@ -1,9 +1,12 @@
 """Parquet per feature group under `<root>/<group table>/event_date=YYYY-MM-DD/part-<time>-<uuid>.parquet`.
 
-`append` adds files; `upsert` rewrites the touched date partitions so that each (entity keys, event_time) appears
-once, the new row winning: running the same upsert twice changes nothing. Within one batch, duplicates keep their
-last occurrence. Files are named with a time-sortable prefix so a reader can prefer the latest-written row when
-separate appends left duplicates.
+`append` adds files (cheap: what the streaming pipeline does per batch); `upsert` rewrites the touched date
+partitions so that each (entity keys, event_time) appears once, the new row winning: running the same upsert twice
+changes nothing (what batch pipelines do). Within one batch, duplicates keep their last occurrence. Files are named
+with a time-sortable prefix and readers (`read`, the point-in-time joins) take the latest-written row of each
+(entity keys, event_time), so appending a correction or re-appending a batch never changes what is read.
+`compact` folds a partition's files into one with those same rows, keeping the file count of appended partitions
+small; it is safe beside appends (see there).
 """
 
 from __future__ import annotations
@@ -58,11 +61,11 @@ class OfflineStore:
         columns.append(event_time.cast(pa.timestamp("us", tz="UTC")))
         return pa.table(columns, names=[n for n, _ in fields] + ["event_time"])
 
-    def _write_partition(self, table: Any, directory: Path) -> None:
+    def _write_partition(self, table: Any, directory: Path, name: str | None = None) -> None:
         import pyarrow.parquet as pq
 
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        name = name or f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = directory / f".{name}.tmp"
         pq.write_table(table, tmp)
         tmp.rename(directory / name)
@@ -136,18 +139,52 @@ class OfflineStore:
         shutil.rmtree(retired, ignore_errors=True)
 
     def read(self, schema: GroupSchema) -> Any:
-        """Every stored row of a group as a pyarrow Table (empty with the right columns when there is none)."""
+        """The rows of a group, one per (entity keys, event_time), the latest-written winning, as a pyarrow Table
+        (empty with the right columns when there is none)."""
         import duckdb
 
         if not self.has_data(schema):
             return self.conform(schema, _empty(schema))
+        keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
         con = duckdb.connect()
         try:
             return con.sql(
-                f"SELECT * EXCLUDE (event_date) FROM read_parquet('{self.files_glob(schema)}', hive_partitioning=true)"
+                f"SELECT * EXCLUDE (event_date, filename) FROM read_parquet('{self.files_glob(schema)}', "
+                f"hive_partitioning = true, filename = true) "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC) = 1"
             ).to_arrow_table()
         finally:
             con.close()
+
+    def compact(self, schema: GroupSchema, *, min_files: int = 2) -> int:
+        """Fold each date partition holding at least `min_files` files into one file; returns how many were folded.
+
+        The folded file keeps the latest-written row of each (entity keys, event_time) and is named right after the
+        newest file it replaces, so a file appended meanwhile (named later) still wins over it, and a reader that
+        sees both the old files and the folded one reads the same rows. The old files are removed last."""
+        import duckdb
+
+        keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
+        folded = 0
+        for directory in sorted(self.group_dir(schema).glob("event_date=*")):
+            files = sorted(directory.glob("*.parquet"))
+            if len(files) < max(min_files, 2):
+                continue
+            listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            con = duckdb.connect()
+            try:
+                merged = con.sql(
+                    f"SELECT * EXCLUDE (filename) FROM read_parquet([{listed}], filename = true, "
+                    f"hive_partitioning = false) QUALIFY row_number() OVER (PARTITION BY {keys} "
+                    f"ORDER BY filename DESC) = 1 ORDER BY {keys}"
+                ).to_arrow_table()
+            finally:
+                con.close()
+            self._write_partition(self.conform(schema, merged), directory, name=f"{files[-1].stem}~c.parquet")
+            for path in files:
+                path.unlink(missing_ok=True)
+            folded += len(files)
+        return folded
 
 
 def _empty(schema: GroupSchema) -> Any:

@@ -8,11 +8,13 @@ Per poll batch (see `aggregator` for the window semantics and `events` for the e
 1. each record is decoded; a malformed one, or one older than its partition's watermark (reason "late"), goes to
    the dead-letter topic `<topic>.dlq` and processing goes on (bad input never stops the pipeline);
 2. valid events update the windowed state of their partition, which emits rows (corrections included);
-3. all emitted rows are upserted into the offline store, the newest row per entity into the online store (when the
-   group is online), dead letters are flushed, and only THEN are the consumed offsets committed, each with the
+3. all emitted rows are appended to the offline store, the newest row per entity written to the online store (when
+   the group is online), dead letters are flushed, and only THEN are the consumed offsets committed, each with the
    partition's max event time as commit metadata. A crash between the writes and the commit re-processes the batch:
-   the outputs are idempotent (offline upsert keyed by (entity, event_time); online newest-wins with the same
-   values and the same revision shift), so nothing is counted twice.
+   the outputs are idempotent (offline readers take the latest-written row per (entity, event_time), and the
+   repeated rows carry the same values; online newest-wins with the same values and the same revision shift), so
+   nothing is counted twice. Appending keeps a batch's cost independent of how much the day already holds;
+   `compact_every_s` folds the appended files of each day into one (and once more when the run ends).
 
 State and watermarks are per partition: the events of one entity must share a partition (produce them keyed by
 the entity), which Kafka's default partitioner does for a key.
@@ -64,6 +66,8 @@ class StreamStats:
     dead_lettered: int = 0
     late: int = 0
     batches: int = 0
+    compacted_files: int = 0
+    last_event_us: int | None = None  # the newest event time processed, epoch µs
     committed: dict[int, int] = field(default_factory=dict)
 
 
@@ -227,6 +231,12 @@ class StreamProcessor:
         self._commit()
         for part in self.partitions.values():
             part.aggregator.prune()
+            newest = part.aggregator.max_ts_us
+            if newest is not None and (self.stats.last_event_us is None or newest > self.stats.last_event_us):
+                self.stats.last_event_us = newest
+
+    def compact(self) -> None:
+        self.stats.compacted_files += self.offline.compact(self.schema)
 
     def _replay(self, part: _Partition, record: Any) -> None:
         """Rebuild state from an already processed record: no rows, no dead letters (both happened before)."""
@@ -262,7 +272,7 @@ class StreamProcessor:
 
     def _write(self, rows: list[Row]) -> None:
         if rows:
-            self.stats.rows_offline += self.offline.upsert(self.schema, rows_table(self.schema, rows))
+            self.stats.rows_offline += self.offline.append(self.schema, rows_table(self.schema, rows))
             if self.online is not None:
                 self.stats.rows_online += self.online.write_batch(self.schema, online_rows(self.schema, rows))
         self.dead_letters.flush()
@@ -304,9 +314,13 @@ def run(
     batch_size: int = 500,
     poll_timeout_ms: int = 200,
     consumer_config: Mapping[str, Any] | None = None,
+    compact_every_s: float | None = 300.0,
 ) -> StreamStats:
     """Consume `group.topic` as consumer group `group_id` until `stop` is set, `max_events` new records were
-    consumed, or nothing arrived for `idle_timeout_s` seconds; returns the run's stats (see the module docstring)."""
+    consumed, or nothing arrived for `idle_timeout_s` seconds; returns the run's stats (see the module docstring).
+
+    `progress` is called after each processed batch; the offline files are compacted every `compact_every_s`
+    seconds and when the run ends (None: never)."""
     require("kafka", "stream")
     from kafka import KafkaConsumer
 
@@ -324,9 +338,12 @@ def run(
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, **config)
     dead_letters = DeadLetters(bootstrap, f"{group.topic}.dlq", client_id=f"bottega-stream-{group.name}-dlq")
     processor = StreamProcessor(group, schema, offline, online, consumer, dead_letters)
+    loop = _Loop(stop, max_events, idle_timeout_s, progress, batch_size, poll_timeout_ms, compact_every_s)
     try:
         processor.subscribe()
-        _loop(processor, stop, max_events, idle_timeout_s, progress, batch_size, poll_timeout_ms)
+        loop.run(processor)
+        if compact_every_s is not None:
+            processor.compact()
     finally:
         try:
             consumer.close(autocommit=False)
@@ -335,27 +352,34 @@ def run(
     return processor.stats
 
 
-def _loop(
-    processor: StreamProcessor,
-    stop: threading.Event,
-    max_events: int | None,
-    idle_timeout_s: float | None,
-    progress: Progress | None,
-    batch_size: int,
-    poll_timeout_ms: int,
-) -> None:
-    stats = processor.stats
-    last_activity = time.monotonic()
-    while not stop.is_set():
-        limit = batch_size if max_events is None else min(batch_size, max_events - stats.consumed)
-        if limit <= 0:
-            return
-        records, assigned = processor.poll(poll_timeout_ms, limit)
-        if assigned or any(records.values()):
-            last_activity = time.monotonic()
-        elif idle_timeout_s is not None and time.monotonic() - last_activity >= idle_timeout_s:
-            return
-        if any(records.values()):
-            processor.process(records)
-            if progress is not None:
-                progress(stats)
+@dataclass
+class _Loop:
+    stop: threading.Event
+    max_events: int | None
+    idle_timeout_s: float | None
+    progress: Progress | None
+    batch_size: int
+    poll_timeout_ms: int
+    compact_every_s: float | None
+
+    def run(self, processor: StreamProcessor) -> None:
+        stats = processor.stats
+        last_activity = last_compaction = time.monotonic()
+        while not self.stop.is_set():
+            limit = (
+                self.batch_size if self.max_events is None else min(self.batch_size, self.max_events - stats.consumed)
+            )
+            if limit <= 0:
+                return
+            records, assigned = processor.poll(self.poll_timeout_ms, limit)
+            if assigned or any(records.values()):
+                last_activity = time.monotonic()
+            elif self.idle_timeout_s is not None and time.monotonic() - last_activity >= self.idle_timeout_s:
+                return
+            if any(records.values()):
+                processor.process(records)
+                if self.progress is not None:
+                    self.progress(stats)
+            if self.compact_every_s is not None and time.monotonic() - last_compaction >= self.compact_every_s:
+                processor.compact()
+                last_compaction = time.monotonic()
