@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from bottega.core.functions import load_checked
@@ -56,9 +57,10 @@ class OnDemandTransform:
         return f"{self.project}:{self.name}"
 
     def load(self) -> Callable[..., Any]:
-        """The function, refusing code that differs from the registered fingerprint."""
+        """The function (importable, or in the working directory), refusing code that differs from the registered
+        fingerprint."""
         try:
-            return load_checked(self.function, self.code_sha256)
+            return load_checked(self.function, self.code_sha256, search=Path.cwd())
         except ValueError as exc:
             raise OnDemandError(f"on-demand group {self.label}: {exc}") from exc
 
