@@ -117,6 +117,14 @@ class Client:
             spark=spark,
         )
 
+    def train(self, spec: Any, progress: Any = None) -> Any:
+        """Train a model from a spec (a YAML path, a dict or a `TrainingSpec`): builds the training set, trains,
+        evaluates, records a run and registers a model version (`candidate` when the gates hold). Returns a
+        `TrainResult`. Needs `bottega[xgboost,store,spark]`; see docs/training.md."""
+        from bottega.training.runner import train
+
+        return train(self, spec, progress)
+
     def close(self) -> None:
         if self._owns_http:
             self._http.close()

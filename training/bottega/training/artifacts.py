@@ -1,0 +1,134 @@
+"""The files a training run records: model.ubj, model.onnx (when it validates), evaluation.json,
+feature_report.json, trees.json and spec.yaml; plus the metrics and the evaluation document of the version."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bottega.training.evaluate import evaluate, scalar_metrics
+from bottega.training.onnx_export import export_onnx
+from bottega.training.report import (
+    feature_report,
+    gain_importance,
+    importance_score,
+    permutation_importance,
+    tree_structure,
+)
+from bottega.training.xgb import predict
+
+if TYPE_CHECKING:
+    from bottega.training.data import TrainingData
+    from bottega.training.spec import TrainingSpec
+    from bottega.training.xgb import TrainedModel
+
+PERMUTATION_MAX_ROWS = 10_000
+
+
+@dataclass
+class BuiltArtifacts:
+    root: Path
+    metrics: dict[str, float]
+    evaluation: dict[str, Any]
+    onnx: dict[str, Any]
+    flavor: str
+    flavors: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.root.iterdir() if p.is_file())
+
+    def write_evaluation(self) -> None:
+        write_json(self.root / "evaluation.json", self.evaluation)
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, allow_nan=False, separators=(",", ":")))
+
+
+def spec_text(spec: TrainingSpec) -> str:
+    document = spec.to_document()
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - JSON is YAML too
+        return json.dumps(document, indent=2)
+    return str(yaml.safe_dump(document, sort_keys=False))
+
+
+def importance(spec: TrainingSpec, data: TrainingData, trained: TrainedModel) -> dict[str, Any]:
+    """Gain per feature, and permutation importance on (at most PERMUTATION_MAX_ROWS) evaluation rows."""
+    import numpy as np
+
+    out: dict[str, Any] = {"gain": gain_importance(trained.booster, data.feature_names)}
+    repeats = spec.evaluation.permutation_repeats
+    if repeats:
+        rows = np.arange(data.eval.rows)
+        if rows.size > PERMUTATION_MAX_ROWS:
+            rows = np.sort(np.random.default_rng(spec.seed).choice(rows, PERMUTATION_MAX_ROWS, replace=False))
+        out["permutation"] = permutation_importance(
+            lambda x: predict(trained.booster, x),
+            importance_score(spec.model.task),
+            data.eval.features[rows],
+            data.eval.label[rows],
+            data.feature_names,
+            repeats=repeats,
+            seed=spec.seed,
+        )
+        out["permutation_rows"] = int(rows.size)
+    return out
+
+
+def build_artifacts(spec: TrainingSpec, data: TrainingData, trained: TrainedModel, root: Path) -> BuiltArtifacts:
+    """Evaluate the booster and write every artifact under `root`."""
+    booster = trained.booster
+    task = spec.model.task
+    booster.save_model(str(root / "model.ubj"))
+    native = predict(booster, data.eval.features)
+    settings = spec.evaluation
+    report = evaluate(
+        task, data.eval.label, native, classes=data.classes, threshold=settings.threshold, bins=settings.histogram_bins
+    )
+    train_pred = predict(booster, data.train.features)
+    train_report = evaluate(
+        task, data.train.label, train_pred, classes=data.classes, threshold=settings.threshold, bins=1
+    )
+    features = feature_report(
+        data.feature_names, data.train.features, data.eval.features, spec.evaluation.histogram_bins
+    )
+    exported = export_onnx(booster, data.eval.features, native, task, root / "model.onnx")
+    warnings = [exported.warning] if exported.warning else []
+    flavors = {"xgboost": "model.ubj", **({"onnx": "model.onnx"} if exported.ok else {})}
+    evaluation: dict[str, Any] = {
+        "trainer": "xgboost",
+        "task": task,
+        "best_iteration": trained.best_iteration,
+        "rounds_run": trained.rounds_run,
+        "dataset": data.summary(),
+        "eval": report,
+        "train_metrics": report_metrics(train_report),
+        "importance": importance(spec, data, trained),
+        "feature_report": features,
+        "onnx": exported.to_dict(),
+        "warnings": warnings,
+    }
+    write_json(root / "feature_report.json", features)
+    write_json(root / "trees.json", tree_structure(booster, task, data.classes))
+    (root / "spec.yaml").write_text(spec_text(spec))
+    built = BuiltArtifacts(
+        root=root,
+        metrics=scalar_metrics(report),
+        evaluation=evaluation,
+        onnx=exported.to_dict(),
+        flavor="onnx" if exported.ok else "xgboost",
+        flavors=flavors,
+        warnings=warnings,
+    )
+    built.write_evaluation()
+    return built
+
+
+def report_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    return dict(report["metrics"])

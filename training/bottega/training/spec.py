@@ -1,0 +1,316 @@
+"""The training spec: what to train, on which data, how to split it and which gates the result must pass.
+
+A spec is a YAML file or a `TrainingSpec` built in Python; both go through the same pydantic validation, so an
+invalid spec fails before any data is read or any run is created, with the field to fix named (`split.cut`,
+`gates[1]`, ...). Pydantic and the standard library only: importing this module stays light.
+
+    project: eats
+    model_name: eta_classifier
+    seed: 7
+    dataset:
+      labels: data/labels.parquet          # relative paths are read from the spec file's folder
+      entity_keys: [restaurant_id]
+      timestamp_column: timestamp
+      label_column: late
+      features: [eats:daily_prep:avg_prep, eats:daily_prep:n_orders]
+      request_features: [distance_km]
+    split: {kind: time, cut: "2026-11-20T00:00:00Z"}
+    model:
+      type: xgboost
+      task: binary
+      params: {max_depth: 4, eta: 0.1}
+      num_boost_round: 200
+      early_stopping_rounds: 20
+    compute: local
+    gates: ["auc >= 0.80", "log_loss <= 0.5"]
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bottega.api.registry.schemas import FEATURE_REF_PATTERN, MODEL_NAME_PATTERN
+from bottega.core.errors import InvalidInput
+
+Task = Literal["binary", "multiclass", "regression"]
+PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+DISTRIBUTED = ("spark", "torchrun", "horovod")
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "pr_auc", "log_loss", "accuracy", "precision", "recall", "f1"),
+    "multiclass": ("auc", "log_loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"),
+    "regression": ("rmse", "mae", "mape", "r2"),
+}
+"""The scalar evaluation metrics of each task: what gates may name and what a version records."""
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_OBJECTIVE_PREFIX = {"binary": ("binary:",), "multiclass": ("multi:",), "regression": ("reg:",)}
+_RESERVED_PARAMS = {
+    "seed": "set `seed` at the top of the spec",
+    "random_state": "set `seed` at the top of the spec",
+    "num_class": "it is taken from the label values",
+    "num_boost_round": "set `model.num_boost_round`",
+    "n_estimators": "set `model.num_boost_round`",
+    "early_stopping_rounds": "set `model.early_stopping_rounds`",
+}
+
+ColumnName = Annotated[str, Field(pattern=COLUMN_PATTERN)]
+FeatureRefText = Annotated[str, Field(pattern=FEATURE_REF_PATTERN, description="`project:group:feature`")]
+ParamScalar = str | int | float | bool
+
+
+class SpecError(InvalidInput):
+    """An invalid training spec; the message names each field to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """The label table and the inputs: features from the store (joined point in time) and request features (columns
+    of the label table sent by callers at prediction time)."""
+
+    labels: str = Field(min_length=1, description="Parquet or CSV path of the label table")
+    entity_keys: list[ColumnName] = Field(min_length=1)
+    timestamp_column: ColumnName = "timestamp"
+    label_column: ColumnName
+    features: list[FeatureRefText] = Field(default_factory=list, description="store features to join")
+    request_features: list[ColumnName] = Field(default_factory=list, description="label-table columns used as inputs")
+    offline_root: str | None = Field(default=None, description="offline store root; default from BOTTEGA_OFFLINE_URL")
+
+    @field_validator("features", "request_features", "entity_keys")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for item in value:
+            if item in seen:
+                raise ValueError(f"{item!r} is listed twice")
+            seen.add(item)
+        return value
+
+    @model_validator(mode="after")
+    def _inputs(self) -> DatasetSpec:
+        if not self.features and not self.request_features:
+            raise ValueError("give at least one input: `features` (store references) or `request_features`")
+        special = {self.label_column: "the label column", self.timestamp_column: "the timestamp column"}
+        for name in self.request_features:
+            if name in special:
+                raise ValueError(f"request_features: {name!r} is {special[name]}; it cannot be an input")
+        if self.label_column == self.timestamp_column or self.label_column in self.entity_keys:
+            raise ValueError(f"label_column {self.label_column!r} is also the timestamp column or an entity key")
+        return self
+
+
+class TimeSplit(_Strict):
+    """Rows with timestamp < cut train the model; rows at or after the cut evaluate it."""
+
+    kind: Literal["time"]
+    cut: AwareDatetime = Field(description="ISO-8601 datetime with a timezone, e.g. 2026-11-20T00:00:00Z")
+
+
+class RandomSplit(_Strict):
+    """A seeded random holdout of `eval_fraction` of the rows."""
+
+    kind: Literal["random"]
+    eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+Split = Annotated[TimeSplit | RandomSplit, Field(discriminator="kind")]
+
+
+class XGBoostModel(_Strict):
+    """An XGBoost booster; the objective follows `task` unless `params.objective` picks another of the same kind."""
+
+    type: Literal["xgboost"]
+    task: Task
+    params: dict[str, ParamScalar | list[ParamScalar]] = Field(default_factory=dict)
+    num_boost_round: int = Field(default=100, ge=1, le=100_000)
+    early_stopping_rounds: int | None = Field(default=None, ge=1, le=100_000)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in _RESERVED_PARAMS:
+                raise ValueError(f"params.{key} is not allowed here: {_RESERVED_PARAMS[key]}")
+        return value
+
+    @model_validator(mode="after")
+    def _objective(self) -> XGBoostModel:
+        objective = self.params.get("objective")
+        if objective is not None and not str(objective).startswith(_OBJECTIVE_PREFIX[self.task]):
+            allowed = " or ".join(f"{p}..." for p in _OBJECTIVE_PREFIX[self.task])
+            raise ValueError(f"params.objective {objective!r} does not fit task {self.task!r}: use {allowed}")
+        return self
+
+
+class ComputeSpec(_Strict):
+    """Where training runs. This version trains in the calling process (`local`)."""
+
+    kind: str = "local"
+    workers: int = Field(default=1, ge=1, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value in DISTRIBUTED:
+            raise ValueError(
+                f"compute {value!r} is not available yet: this version trains with 'local' only "
+                "(Spark, torchrun and Horovod training arrive with the distributed trainers)"
+            )
+        if value != "local":
+            raise ValueError(f"unknown compute {value!r}: use 'local'")
+        return value
+
+
+class EvaluationSpec(_Strict):
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="decision threshold of binary classifiers")
+    permutation_repeats: int = Field(default=3, ge=0, le=50, description="0 skips permutation importance")
+    histogram_bins: int = Field(default=20, ge=2, le=200)
+
+
+class Gate(_Strict):
+    """A condition on an evaluation metric, e.g. `auc >= 0.80`."""
+
+    metric: str
+    op: Literal[">=", ">", "<=", "<", "=="]
+    threshold: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        match = _GATE.match(data)
+        if match is None:
+            raise ValueError(f"{data!r} is not a gate: write `<metric> <op> <number>` with op one of >= > <= < ==")
+        metric, op, number = match.groups()
+        return {"metric": metric, "op": op, "threshold": float(number)}
+
+    @classmethod
+    def parse(cls, text: str) -> Gate:
+        return cls.model_validate(text)
+
+    def holds(self, value: float) -> bool:
+        return OPERATORS[self.op](value, self.threshold)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+
+class TrainingSpec(_Strict):
+    project: str = Field(pattern=PROJECT_PATTERN)
+    model_name: str = Field(pattern=MODEL_NAME_PATTERN, description="the model in the model DB (created if missing)")
+    run_name: str = Field(default="", max_length=255)
+    description: str = Field(default="", max_length=10_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    tags: dict[str, str] = Field(default_factory=dict)
+    dataset: DatasetSpec
+    split: Split
+    model: XGBoostModel
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    gates: list[Gate] = Field(default_factory=list)
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _gate_metrics(self) -> TrainingSpec:
+        known = TASK_METRICS[self.model.task]
+        for i, gate in enumerate(self.gates):
+            if gate.metric not in known:
+                raise ValueError(
+                    f"gates[{i}]: unknown metric {gate.metric!r} for task {self.model.task!r}; "
+                    f"use one of {', '.join(known)}"
+                )
+        return self
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the spec file (relative dataset paths are read from there); None for SDK objects."""
+        return self._base_dir
+
+    def labels_path(self) -> Path:
+        path = Path(self.dataset.labels).expanduser()
+        if not path.is_absolute() and self._base_dir is not None:
+            path = self._base_dir / path
+        return path
+
+    def to_document(self) -> dict[str, Any]:
+        """The spec as plain JSON-ready data (gates as their text), what `spec.yaml` records."""
+        data = self.model_dump(mode="json")
+        data["gates"] = [str(g) for g in self.gates]
+        return data
+
+
+def format_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ""
+        for item in err["loc"]:
+            loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def parse_spec(data: Mapping[str, Any], *, source: str = "", base_dir: Path | None = None) -> TrainingSpec:
+    """Validate a spec given as data; raises SpecError naming every field to fix."""
+    where = f"invalid training spec {source}".rstrip()
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        spec = TrainingSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise SpecError(f"{where}: {format_errors(exc)}") from exc
+    spec._base_dir = base_dir
+    return spec
+
+
+def load_spec(source: str | Path | Mapping[str, Any] | TrainingSpec) -> TrainingSpec:
+    """A validated spec from a YAML file, a mapping or a spec object (returned as it is)."""
+    if isinstance(source, TrainingSpec):
+        return source
+    if isinstance(source, Mapping):
+        return parse_spec(source)
+    path = Path(source)
+    if not path.is_file():
+        raise SpecError(f"training spec {path} is not a file")
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SpecError('reading a YAML spec needs PyYAML: pip install "bottega[store]"') from exc
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"training spec {path} is not valid YAML: {exc}") from exc
+    return parse_spec(data, source=str(path), base_dir=path.resolve().parent)
