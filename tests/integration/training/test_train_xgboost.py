@@ -281,7 +281,7 @@ def test_multiclass_and_regression(world: World) -> None:
     ("change", "message"),
     [
         ({"gates": ["rmse <= 3"]}, "gates[0]: unknown metric 'rmse' for task 'binary'"),
-        ({"compute": "spark"}, "compute.kind: compute 'spark' is not available yet"),
+        ({"compute": {"kind": "ray"}}, "compute.kind: unknown compute 'ray'"),
         ({"split": {"kind": "time", "cut": "2026-11-01T10:00:00"}}, "split.time.cut"),
         ({"model": {"type": "xgboost", "task": "ranking"}}, "model.task"),
     ],
@@ -336,5 +336,5 @@ def test_cli_trains_from_a_yaml_spec(world: World, monkeypatch: pytest.MonkeyPat
     before = world.sdk.runs.list("shop", limit=200).total
     failed = runner.invoke(app, ["--token", token, "train", str(path)])
     assert failed.exit_code == 1
-    assert "compute.kind: compute 'horovod' is not available yet" in failed.output
+    assert "compute.kind: compute 'horovod' trains PyTorch models" in failed.output
     assert world.sdk.runs.list("shop", limit=200).total == before

@@ -29,6 +29,7 @@ from bottega.api.registry.schemas import EVALUATION_MAX_BYTES
 from bottega.core.errors import NotFound
 from bottega.core.extras import require
 from bottega.training.spec import TrainingSpec, load_spec
+from bottega.training.torch.spec import TorchModel
 
 if TYPE_CHECKING:
     from bottega.sdk import Client
@@ -117,12 +118,18 @@ def check_gates(spec: TrainingSpec, metrics: Mapping[str, float]) -> list[GateRe
 
 def run_params(spec: TrainingSpec, data: TrainingData) -> dict[str, str | int | float | bool]:
     """The run's params: the spec's training choices, flattened (`model.params.max_depth`, `split.kind`, ...)."""
+    if isinstance(spec.model, TorchModel):
+        from bottega.training.torch.trainer import run_params as torch_run_params
+
+        return torch_run_params(spec, data)
     params: dict[str, str | int | float | bool] = {
         "trainer": spec.model.type,
         "model.task": spec.model.task,
         "model.num_boost_round": spec.model.num_boost_round,
         "model.early_stopping_rounds": str(spec.model.early_stopping_rounds),
         "seed": spec.seed,
+        "compute.kind": spec.compute.kind,
+        "compute.workers": spec.compute.workers,
         "dataset.label_column": spec.dataset.label_column,
         "dataset.inputs": len(data.feature_names),
         "dataset.train_rows": data.train.rows,
@@ -162,8 +169,13 @@ def train(
 ) -> TrainResult:
     """Validate the spec, build the data, train, evaluate, record the run and register a version."""
     spec = load_spec(source)
-    require("xgboost", "xgboost")
-    require("sklearn", "xgboost")
+    if isinstance(spec.model, TorchModel):
+        from bottega.training.torch.trainer import prepare
+
+        prepare(spec)  # the extras, and a user module's class: before any run exists
+    else:
+        require("xgboost", "xgboost")
+        require("sklearn", "xgboost")
     from bottega.training.data import build_dataset
 
     shown = progress or QuietProgress()
@@ -185,25 +197,40 @@ def _fit(client: Client, spec: TrainingSpec, data: TrainingData, run_id: str, sh
     from bottega.training.xgb import train_xgboost
 
     buffer = MetricBuffer(client, spec.project, run_id)
-    total = spec.model.num_boost_round
+    total = spec.xgboost_model.num_boost_round
 
     def on_iteration(step: int, metrics: dict[str, float]) -> None:
         buffer.add(step, metrics)
         shown.iteration(step, total, metrics)
 
     shown.stage(f"training xgboost ({data.train.rows} train rows, {data.eval.rows} eval rows)")
-    trained = train_xgboost(spec, data, on_iteration)
+    if spec.compute.kind == "spark":
+        from bottega.training.xgb_spark import train_xgboost_spark
+
+        shown.stage(f"on Spark with {spec.compute.workers} workers (round metrics arrive when training ends)")
+        trained = train_xgboost_spark(spec, data, on_iteration)
+    else:
+        trained = train_xgboost(spec, data, on_iteration)
     buffer.flush()
     return trained
 
 
 def _train_in_run(client: Client, spec: TrainingSpec, data: TrainingData, run_id: str, shown: Progress) -> TrainResult:
     from bottega.training.artifacts import build_artifacts
+    from bottega.training.torch.artifacts import build_torch_artifacts
+    from bottega.training.torch.trainer import TorchTrained, fit_torch
 
-    trained = _fit(client, spec, data, run_id, shown)
+    trained: TrainedModel | TorchTrained
+    if isinstance(spec.model, TorchModel):
+        trained = fit_torch(client, spec, data, run_id, shown)
+    else:
+        trained = _fit(client, spec, data, run_id, shown)
     shown.stage("evaluating and exporting")
     with tempfile.TemporaryDirectory(prefix="bottega-train-") as tmp:
-        built = build_artifacts(spec, data, trained, Path(tmp))
+        if isinstance(trained, TorchTrained):
+            built = build_torch_artifacts(spec, data, trained, Path(tmp))
+        else:
+            built = build_artifacts(spec, data, trained, Path(tmp))
         metrics = built.metrics
         client.runs.log_metrics(spec.project, run_id, metrics, step=trained.best_iteration)
         gates = check_gates(spec, metrics)

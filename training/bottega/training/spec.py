@@ -46,11 +46,13 @@ from pydantic import (
 
 from bottega.api.registry.schemas import FEATURE_REF_PATTERN, MODEL_NAME_PATTERN
 from bottega.core.errors import InvalidInput
+from bottega.training.torch.spec import TORCH_COMPUTES, TorchModel, check_compute
 
 Task = Literal["binary", "multiclass", "regression"]
 PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
-DISTRIBUTED = ("spark", "torchrun", "horovod")
+DISTRIBUTED = ("spark", *TORCH_COMPUTES)
+"""The distributed computes: XGBoost on Spark, PyTorch with torchrun, TorchDistributor or Horovod."""
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("auc", "pr_auc", "log_loss", "accuracy", "precision", "recall", "f1"),
@@ -170,10 +172,12 @@ class XGBoostModel(_Strict):
 
 
 class ComputeSpec(_Strict):
-    """Where training runs. This version trains in the calling process (`local`)."""
+    """Where training runs: `local` (this process), `spark` (XGBoost, `workers`), or for PyTorch `torchrun`,
+    `torch_distributor` or `horovod` (`processes`)."""
 
     kind: str = "local"
     workers: int = Field(default=1, ge=1, le=1024)
+    processes: int = Field(default=1, ge=1, le=256, description="processes of torchrun, torch_distributor or horovod")
 
     @model_validator(mode="before")
     @classmethod
@@ -183,14 +187,9 @@ class ComputeSpec(_Strict):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value in DISTRIBUTED:
-            raise ValueError(
-                f"compute {value!r} is not available yet: this version trains with 'local' only "
-                "(Spark, torchrun and Horovod training arrive with the distributed trainers)"
-            )
-        if value != "local":
-            raise ValueError(f"unknown compute {value!r}: use 'local'")
-        return value
+        if value == "local" or value in DISTRIBUTED:
+            return value  # which model type each fits: check_compute and TrainingSpec._spark_fits_model
+        raise ValueError(f"unknown compute {value!r}: use one of local, {', '.join(DISTRIBUTED)}")
 
 
 class EvaluationSpec(_Strict):
@@ -237,11 +236,31 @@ class TrainingSpec(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     dataset: DatasetSpec
     split: Split
-    model: XGBoostModel
+    model: Annotated[XGBoostModel | TorchModel, Field(discriminator="type")]
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: list[Gate] = Field(default_factory=list)
     _base_dir: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compute_fits_model(self) -> TrainingSpec:
+        compute = self.compute
+        check_compute(self.model.type, compute.kind, compute.processes, compute.workers)
+        return self
+
+    @model_validator(mode="after")
+    def _spark_fits_model(self) -> TrainingSpec:
+        if self.compute.kind != "spark":
+            return self
+        model = self.model
+        if not isinstance(model, XGBoostModel):
+            raise ValueError(f"compute.kind: compute 'spark' trains model.type 'xgboost' only, not {model.type!r}")
+        params = model.params
+        if model.task != "regression" and "objective" in params:
+            raise ValueError("model.params.objective: compute 'spark' sets a classifier's objective from the labels")
+        if params.get("tree_method") == "exact":
+            raise ValueError("model.params.tree_method: 'exact' does not train distributed; use 'hist' or 'approx'")
+        return self
 
     @model_validator(mode="after")
     def _gate_metrics(self) -> TrainingSpec:
@@ -253,6 +272,20 @@ class TrainingSpec(_Strict):
                     f"use one of {', '.join(known)}"
                 )
         return self
+
+    @property
+    def xgboost_model(self) -> XGBoostModel:
+        """`model` of an XGBoost spec (typed for the XGBoost trainers)."""
+        if not isinstance(self.model, XGBoostModel):
+            raise SpecError(f"model.type: the XGBoost trainer cannot train a {self.model.type!r} model")
+        return self.model
+
+    @property
+    def torch_model(self) -> TorchModel:
+        """`model` of a PyTorch spec (typed for the PyTorch trainers)."""
+        if not isinstance(self.model, TorchModel):
+            raise SpecError(f"model.type: the PyTorch trainer cannot train a {self.model.type!r} model")
+        return self.model
 
     @property
     def base_dir(self) -> Path | None:
@@ -277,6 +310,8 @@ def format_errors(exc: ValidationError) -> str:
     for err in exc.errors()[:10]:
         loc = ""
         for item in err["loc"]:
+            if loc == "model" and item in ("xgboost", "pytorch"):
+                continue  # the union's tag: `model.task`, not `model.xgboost.task`
             loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
         message = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{loc}: {message}" if loc else message)

@@ -41,7 +41,7 @@ def booster_params(spec: TrainingSpec, data: TrainingData) -> dict[str, Any]:
         "eval_metric": list(EVAL_METRICS[task]),
         "tree_method": "hist",
     }
-    params.update(spec.model.params)
+    params.update(spec.xgboost_model.params)
     params["seed"] = spec.seed
     if task == "multiclass":
         assert data.classes is not None
@@ -81,15 +81,15 @@ def train_xgboost(
     booster = xgb.train(
         params,
         dtrain,
-        num_boost_round=spec.model.num_boost_round,
+        num_boost_round=spec.xgboost_model.num_boost_round,
         evals=[(dtrain, "train"), (deval, "eval")],
-        early_stopping_rounds=spec.model.early_stopping_rounds,
+        early_stopping_rounds=spec.xgboost_model.early_stopping_rounds,
         callbacks=[Recorder()],
         verbose_eval=False,
     )
     rounds_run = booster.num_boosted_rounds()
     best = rounds_run - 1
-    if spec.model.early_stopping_rounds is not None:
+    if spec.xgboost_model.early_stopping_rounds is not None:
         best = int(booster.best_iteration)
         if best + 1 < rounds_run:
             booster = booster[: best + 1]
