@@ -7,6 +7,7 @@ PY=.venv/bin/python
 trap '$PY deploy/services/svc.py down' EXIT
 start=$(date +%s)
 $PY deploy/services/svc.py up
+$PY -m bottega.feature_store.spark_session fetch  # the Spark Kafka source jars (Maven, cached like the services')
 eval "$($PY deploy/services/svc.py env)"
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy

@@ -98,13 +98,17 @@ def unique_name() -> str:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    """A local[2] Spark session for the whole run, Python workers on this interpreter, UTC, Arrow transfers."""
+    """A local[2] Spark session for the whole run, Python workers on this interpreter, UTC, Arrow transfers, the
+    Kafka source jars on the classpath."""
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     from pyspark.sql import SparkSession
 
+    from bottega.feature_store.spark_session import kafka_jars
+
     session = (
         SparkSession.builder.master("local[2]")
+        .config("spark.jars", ",".join(kafka_jars(fetch=True)))  # the Kafka source, for Structured Streaming
         .appName("bottega-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")

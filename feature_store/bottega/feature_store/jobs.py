@@ -1,14 +1,15 @@
 """Job types of the feature store, registered with the platform scheduler (entry point `bottega.job_types`).
 
 `features.batch` computes a registered batch feature group for a time range (by default the `lookback` before now),
-upserts it offline, materializes it online and reports row counts to the catalog. Re-running a range changes
+on the `engine` chosen (`duckdb`, the default, or `spark`), upserts it offline, materializes it online and reports
+row counts to the catalog. Re-running a range changes
 nothing, so a cron schedule may overlap its ranges safely.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,6 +24,9 @@ class BatchParams(BaseModel):
     start: datetime | None = Field(default=None, description="range start (default: end - lookback)")
     end: datetime | None = Field(default=None, description="range end, exclusive (default: now)")
     lookback: str = Field(default="1d", description="how far back a scheduled run recomputes, e.g. 6h, 2d")
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="duckdb (embedded) or spark (scale-out; BOTTEGA_SPARK_MASTER picks the cluster)"
+    )
 
     @field_validator("lookback")
     @classmethod
@@ -43,7 +47,7 @@ class BatchParams(BaseModel):
 
 
 def run_batch_job(ctx: JobContext[BatchParams]) -> dict[str, Any]:
-    from bottega.feature_store.batch.duckdb_pipeline import run_batch
+    from bottega.feature_store.batch.spark_pipeline import run_batch_engine
     from bottega.feature_store.catalog import batch_group
     from bottega.feature_store.config import StoreSettings
 
@@ -53,9 +57,17 @@ def run_batch_job(ctx: JobContext[BatchParams]) -> dict[str, Any]:
     start, end = ctx.params.window(started)
     settings = StoreSettings.from_env()
     online = settings.online() if group.online else None
-    ctx.log.info("computing %s:%s for [%s, %s)", ctx.project, group.name, start.isoformat(), end.isoformat())
+    ctx.log.info(
+        "computing %s:%s for [%s, %s) on %s",
+        ctx.project,
+        group.name,
+        start.isoformat(),
+        end.isoformat(),
+        ctx.params.engine,
+    )
     try:
-        result = run_batch(
+        result = run_batch_engine(
+            ctx.params.engine,
             group,
             schema,
             settings.offline(),
@@ -80,6 +92,7 @@ def run_batch_job(ctx: JobContext[BatchParams]) -> dict[str, Any]:
         "end": end.isoformat(),
         "rows_offline": result.rows_offline,
         "rows_online": result.rows_online,
+        "engine": ctx.params.engine,
     }
 
 

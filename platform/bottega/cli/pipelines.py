@@ -38,10 +38,17 @@ def run_group(
     start: Annotated[str | None, typer.Option(help="range start, ISO-8601 (default: end - lookback)")] = None,
     end: Annotated[str | None, typer.Option(help="range end, exclusive (default: now)")] = None,
     lookback: Annotated[str, typer.Option(help="default range length, e.g. 6h, 2d")] = "1d",
+    engine: Annotated[
+        str, typer.Option(help="duckdb (embedded) or spark (scale-out; BOTTEGA_SPARK_MASTER picks the cluster)")
+    ] = "duckdb",
 ) -> None:
     """Compute a batch feature group for a time range: offline upsert, online materialization (idempotent)."""
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"{engine!r}: choose duckdb or spark", param_hint="--engine")
     require("duckdb", "store")
-    from bottega.feature_store.batch.duckdb_pipeline import run_batch
+    if engine == "spark":
+        require("pyspark", "spark")
+    from bottega.feature_store.batch.spark_pipeline import run_batch_engine
     from bottega.feature_store.catalog import batch_group
     from bottega.feature_store.config import StoreSettings
     from bottega.feature_store.definitions import parse_duration
@@ -65,7 +72,9 @@ def run_group(
                 bar.update(task, advance=1, description=f"{project}:{group} {stage}", rows=rows)
 
             try:
-                result = run_batch(definition, schema, settings.offline(), online, begin, stop, progress=step)
+                result = run_batch_engine(
+                    engine, definition, schema, settings.offline(), online, begin, stop, progress=step
+                )
             finally:
                 if online is not None:
                     online.close()
@@ -96,8 +105,24 @@ def stream_group(
     report_every: Annotated[
         float, typer.Option(help="seconds between freshness and row-count reports to the catalog")
     ] = 30.0,
+    engine: Annotated[str, typer.Option(help="kafka (a Kafka consumer) or spark (Structured Streaming)")] = "kafka",
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="spark: checkpoint folder (default: $BOTTEGA_SPARK_CHECKPOINTS/<project>/<group>)"),
+    ] = None,
+    available_now: Annotated[
+        bool, typer.Option("--available-now", help="spark: process what the topic holds now, then stop")
+    ] = False,
 ) -> None:
-    """Run a streaming feature group's consumer: windowed aggregates written online and offline (Ctrl-C stops)."""
+    """Run a streaming feature group's pipeline: windowed aggregates written online and offline (Ctrl-C stops)."""
+    if engine not in ("kafka", "spark"):
+        raise typer.BadParameter(f"{engine!r}: choose kafka or spark", param_hint="--engine")
+    if engine == "spark" and (group_id is not None or max_events is not None):
+        raise typer.BadParameter(
+            "--group-id and --max-events need --engine kafka (Spark keeps offsets in its checkpoint)"
+        )
+    if engine == "kafka" and (checkpoint is not None or available_now):
+        raise typer.BadParameter("--checkpoint and --available-now need --engine spark")
     require("kafka", "stream")
     from bottega.feature_store.catalog import StreamReporter
     from bottega.feature_store.catalog import stream_group as load
@@ -126,18 +151,23 @@ def stream_group(
                 reporter(s)
 
             try:
-                stats = run(
-                    definition,
-                    schema,
-                    settings.kafka_bootstrap,
-                    group_id or f"bottega-{project}-{group}",
-                    settings.offline(),
-                    online,
-                    stop=stop,
-                    max_events=max_events,
-                    idle_timeout_s=idle_timeout,
-                    progress=progress,
-                )
+                if engine == "spark":
+                    stats: Any = _spark_stream(
+                        definition, schema, settings, online, checkpoint, available_now, stop, idle_timeout, progress
+                    )
+                else:
+                    stats = run(
+                        definition,
+                        schema,
+                        settings.kafka_bootstrap,
+                        group_id or f"bottega-{project}-{group}",
+                        settings.offline(),
+                        online,
+                        stop=stop,
+                        max_events=max_events,
+                        idle_timeout_s=idle_timeout,
+                        progress=progress,
+                    )
                 reporter.report(stats)
             finally:
                 if online is not None:
@@ -147,8 +177,43 @@ def stream_group(
     done(
         ctx,
         f"{project}:{group}: consumed {stats.consumed}, emitted {stats.emitted}, dead-lettered {stats.dead_lettered}",
-        {k: v for k, v in stats.__dict__.items() if k != "committed"},
+        {k: v for k, v in stats.__dict__.items() if k not in ("committed", "last_data_at")},
     )
+
+
+def _spark_stream(
+    definition: Any,
+    schema: Any,
+    settings: Any,
+    online: Any,
+    checkpoint: Path | None,
+    available_now: bool,
+    stop: threading.Event,
+    idle_timeout: float | None,
+    progress: Any,
+) -> Any:
+    """`features stream --engine spark`: the group's Structured Streaming query (Kafka source jars needed)."""
+    require("pyspark", "spark")
+    from bottega.feature_store.spark_session import SparkJarsMissing, spark_session
+    from bottega.feature_store.streaming.spark_stream import default_checkpoint, run_spark_stream
+
+    try:
+        with spark_session(f"bottega-stream-{schema.project}-{schema.name}", kafka=True) as spark:
+            return run_spark_stream(
+                spark,
+                definition,
+                schema,
+                settings.kafka_bootstrap,
+                settings.offline(),
+                online,
+                checkpoint or default_checkpoint(schema.project, schema.name),
+                available_now=available_now,
+                stop=stop,
+                idle_timeout_s=idle_timeout,
+                progress=progress,
+            )
+    except SparkJarsMissing as exc:
+        raise typer.BadParameter(str(exc), param_hint="--engine") from exc
 
 
 def training_set(

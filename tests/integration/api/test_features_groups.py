@@ -207,7 +207,9 @@ def test_register_errors(api: ApiHarness, sdk: Client) -> None:
         (batch(colour="red"), "body.batch.colour"),
         (batch(tags={"bad key!": "x"}), "body.batch.tags"),
         (batch(features=[{"name": "f", "dtype": "uuid"}]), "body.batch.features.0.dtype"),
-        ({k: v for k, v in batch().items() if k != "transform_sql"}, "body.batch.transform_sql"),
+        ({k: v for k, v in batch().items() if k != "transform_sql"}, "give exactly one of transform_sql and transform"),
+        (batch(transform="pkg.mod:fn"), "give exactly one of transform_sql and transform"),
+        (batch(transform_sql=None, transform="not a function"), "body.batch.transform"),
         (stream(aggregations=[{"name": "orders_1h", "function": "sum", "window": "1h"}]), "sum needs a field"),
         (stream(features=[{"name": "orders_1h", "dtype": "int"}]), "must be exactly the aggregations"),
         (stream(event_schema={"restaurant_id": "int"}), "which the event schema lacks"),
@@ -362,3 +364,15 @@ def test_group_durations_round_trip(sdk: Client) -> None:
     assert [a["window"] for a in definition["aggregations"]] == ["1h", "1d"]
     again = sdk.features.register_group("eats", definition)
     assert again.outcome == "unchanged"
+
+
+def test_a_python_transform_registers_and_versions(api: ApiHarness) -> None:
+    sdk = api.sdk(api.project("eats", owner="alice"))
+    sdk.features.put_entity("eats", "restaurant", {"restaurant_id": "int"})
+    python = {k: v for k, v in batch().items() if k != "transform_sql"}
+    created = sdk.features.register_group("eats", {**python, "transform": "eats_jobs.prep:daily"})
+    assert created.definition.model_dump()["transform"] == "eats_jobs.prep:daily"
+    assert created.definition.model_dump()["transform_sql"] is None
+    moved = sdk.features.register_group("eats", batch())  # back to SQL: a compatible new version
+    assert (moved.version, moved.breaking) == (2, False)
+    assert sorted(moved.changes) == ["transform changed", "transform_sql changed"]

@@ -15,7 +15,9 @@ from bottega.feature_store.online.cassandra import CassandraOnlineStore
 from bottega.feature_store.online.sqlite import SqliteOnlineStore
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
-NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+# Reads are judged at NOW; writes must sit near the real clock, because Cassandra's TTL (2 x max age from the event
+# time) is counted by the server: a fixed date here would start dropping every write two hours after it.
+NOW = datetime.now(UTC).replace(microsecond=0)
 STATS = GroupSchema(
     project="eats",
     name="restaurant_stats",

@@ -1,7 +1,9 @@
 """The embedded batch pipeline (DuckDB).
 
 `run_batch` computes a batch feature group for `[start, end)`:
-1. the source table is exposed to the transform as the view `source` (all of it, so lookback windows work);
+1. the source table is exposed to the transform as the view `source` (all of it, so lookback windows work); a
+   Python transform (`transform: package.module:function`) gets it as a pandas DataFrame and returns a pandas
+   DataFrame or a pyarrow Table;
 2. the transform's rows with `start <= event_time < end` are checked against the declared schema;
 3. they are upserted into the offline store (idempotent: a re-run of a range changes nothing);
 4. when the group is online, the latest row per entity is written to the online store (an older event never
@@ -43,6 +45,40 @@ def _source_sql(group: BatchFeatureGroup) -> str:
     return f"SELECT * FROM read_parquet('{path}')"
 
 
+def _python_transform(con: Any, group: BatchFeatureGroup) -> str:
+    """Run the group's Python transform on the whole source (a pandas DataFrame); its result becomes the view
+    `transformed` (a pandas DataFrame or a pyarrow Table is accepted) and the query that reads it is returned."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from bottega.core.functions import FunctionError
+
+    try:
+        function = group.transform_function()
+    except FunctionError as exc:
+        raise PipelineError(f"feature group {group.name!r}: {exc}") from exc
+    try:
+        output = function(con.sql("SELECT * FROM source").df())
+    except Exception as exc:
+        raise PipelineError(f"feature group {group.name!r}: the transform {group.transform} failed: {exc!r}") from exc
+    if not isinstance(output, pd.DataFrame | pa.Table):
+        raise PipelineError(
+            f"feature group {group.name!r}: the transform {group.transform} returned {type(output).__name__}; on the "
+            "DuckDB engine it must return a pandas DataFrame or a pyarrow Table"
+        )
+    try:
+        table = pa.Table.from_pandas(output, preserve_index=False) if isinstance(output, pd.DataFrame) else output
+        micros = pa.schema(  # pandas times are nanoseconds: the stores (and the range filter) use microseconds
+            f.with_type(pa.timestamp("us", tz=f.type.tz)) if pa.types.is_timestamp(f.type) else f for f in table.schema
+        )
+        con.register("transformed", table.cast(micros, safe=False))
+    except pa.ArrowException as exc:
+        raise PipelineError(
+            f"feature group {group.name!r}: the output of {group.transform} is unusable: {exc}"
+        ) from exc
+    return "SELECT * FROM transformed"
+
+
 def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end: datetime) -> Any:
     """The transform's rows for `[start, end)` as a pyarrow Table, checked against the group's schema."""
     import duckdb
@@ -55,8 +91,9 @@ def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end:
         con.execute("SET TimeZone = 'UTC'")
         try:
             con.execute(f"CREATE VIEW source AS {_source_sql(group)}")
+            query = group.transform_sql if group.transform is None else _python_transform(con, group)
             result: Any = con.sql(
-                f"SELECT * FROM ({group.transform_sql}) AS t WHERE event_time >= $start AND event_time < $end",
+                f"SELECT * FROM ({query}) AS t WHERE event_time >= $start AND event_time < $end",
                 params={"start": start, "end": end},
             ).to_arrow_table()
         except duckdb.Error as exc:

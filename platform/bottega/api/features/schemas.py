@@ -147,12 +147,20 @@ class _GroupDef(_GroupBase):
 
 
 class BatchGroupDef(_GroupDef):
-    """Computed from a source table by a SQL transform (over the table named `source`), on a schedule."""
+    """Computed from a source table, on a schedule, by a SQL transform (over the table named `source`) or a Python
+    function (`package.module:function`, given the source as a DataFrame): exactly one of the two."""
 
     kind: Literal["batch"] = "batch"
     source: SourceDef
-    transform_sql: str = Field(min_length=1, max_length=100_000)
+    transform_sql: str | None = Field(default=None, min_length=1, max_length=100_000)
+    transform: str | None = Field(default=None, pattern=FUNCTION_PATTERN, max_length=512)
     schedule: str | None = Field(default=None, max_length=255, description="cron (UTC) for the platform scheduler")
+
+    @model_validator(mode="after")
+    def _one_transform(self) -> BatchGroupDef:
+        if (self.transform_sql is None) == (self.transform is None):
+            raise ValueError(f"batch group {self.name!r}: give exactly one of transform_sql and transform")
+        return self
 
 
 class AggregationDef(_Definition):

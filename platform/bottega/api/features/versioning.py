@@ -24,6 +24,7 @@ OTHER_FIELDS = (
     "tags",
     "source",
     "transform_sql",
+    "transform",
     "schedule",
     "topic",
     "event_schema",
