@@ -121,6 +121,13 @@ def latest_per_entity(schema: GroupSchema, table: Any) -> Any:
         con.close()
 
 
+def materialize(schema: GroupSchema, table: Any, online: OnlineStore) -> int:
+    """Write the latest row per entity of `table` (conformed offline rows) to the online store; returns the rows
+    written. An older event never replaces a newer one online, so materializing an old range is harmless."""
+    online.create_group(schema)
+    return online.write_table(schema, latest_per_entity(schema, table))
+
+
 def run_batch(
     group: BatchFeatureGroup,
     schema: GroupSchema,
@@ -139,8 +146,6 @@ def run_batch(
     report("offline", conformed.num_rows)
     written = 0
     if group.online and online is not None and conformed.num_rows:
-        online.create_group(schema)
-        latest = latest_per_entity(schema, conformed)
-        written = online.write_batch(schema, latest.to_pylist())
+        written = materialize(schema, conformed, online)
         report("online", written)
     return BatchResult(group=group.name, start=start, end=end, rows_offline=conformed.num_rows, rows_online=written)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from bottega.feature_store.types import FeatureRef, GroupSchema
+from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 
 class Status(StrEnum):
@@ -58,11 +58,63 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+PLAN_CACHE = 1024  # remembered read plans per store (feature lists)
+ARROW_TYPES = {ValueType.int: "int64", ValueType.float: "float64", ValueType.string: "string", ValueType.bool: "bool"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A table's rows for a group as Python lists, column by column: entity keys, features, event time (epoch µs)."""
+
+    keys: list[list[Any]]
+    features: list[list[Any]]
+    micros: list[int]
+
+
+def table_columns(schema: GroupSchema, table: Any) -> Columns:
+    """Validate a pyarrow Table against a group (as `prepare_row` does a row) and return its columns as lists.
+
+    Entity keys must be present and non-null; features are optional (absent reads as null); numbers convert between
+    int and float only when no value changes; `event_time` must be a timezone-aware timestamp column."""
+    import pyarrow as pa
+
+    def column(name: str, vtype: ValueType, required: bool) -> list[Any]:
+        target = pa.type_for_alias(ARROW_TYPES[vtype])
+        if name not in table.column_names:
+            if required:
+                raise ValueError(f"rows for {schema.name!r} lack the entity key {name!r}: {schema.key_names}")
+            return [None] * table.num_rows
+        values = table.column(name)
+        if values.type != target:
+            numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+            if not (numeric and vtype in (ValueType.int, ValueType.float)) and not pa.types.is_null(values.type):
+                raise TypeError(f"column {name!r} of {schema.name!r} is {values.type}, not {vtype.value}")
+            try:
+                values = values.cast(target, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise TypeError(f"column {name!r} of {schema.name!r} is not {vtype.value}: {exc}") from None
+        if required and values.null_count:
+            raise ValueError(f"rows for {schema.name!r} have a null entity key {name!r}")
+        result: list[Any] = values.to_pylist()
+        return result
+
+    keys = [column(name, vtype, True) for name, vtype in schema.entity_keys]
+    features = [column(name, vtype, False) for name, vtype in schema.features]
+    if "event_time" not in table.column_names:
+        raise ValueError(f"rows for {schema.name!r} need a timezone-aware `event_time` column")
+    event_time = table.column("event_time")
+    if not pa.types.is_timestamp(event_time.type) or event_time.type.tz is None or event_time.null_count:
+        raise ValueError(f"`event_time` of {schema.name!r} must be a timezone-aware timestamp without nulls")
+    micros = event_time.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    return Columns(keys=keys, features=features, micros=micros)
+
+
 class OnlineStore(ABC):
     """The contract every online store implements (see tests/integration/feature_store/test_online_contract.py)."""
 
     def __init__(self) -> None:
         self.schemas: dict[tuple[str, str], GroupSchema] = {}
+        self._plans: dict[tuple[FeatureRef, ...], dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]]] = {}
 
     @abstractmethod
     def create_group(self, schema: GroupSchema) -> None:
@@ -72,6 +124,11 @@ class OnlineStore(ABC):
     def write_batch(self, schema: GroupSchema, rows: Iterable[Mapping[str, Any]]) -> int:
         """Upsert rows `{<entity keys>, <features>, event_time}`; an older event never replaces a newer one.
         Returns the number of rows written."""
+
+    def write_table(self, schema: GroupSchema, table: Any) -> int:
+        """`write_batch` for a pyarrow Table with the group's columns (entity keys, features, `event_time`), such as
+        the offline store's rows; stores override it with a columnar path. Returns the number of rows written."""
+        return self.write_batch(schema, table.to_pylist())
 
     @abstractmethod
     def read(
@@ -97,7 +154,21 @@ class OnlineStore(ABC):
         self.schemas[schema.key] = schema
 
     def plan(self, features: Sequence[FeatureRef]) -> dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]]:
-        """Group requested references by feature group, checking each exists."""
+        """Group requested references by feature group, checking each exists (callers must not modify the plan).
+
+        Plans are remembered per feature list (a service asks for the same list on every request), and a
+        remembered plan is used only while every group in it still has the same registered schema."""
+        wanted = tuple(features)
+        cached = self._plans.get(wanted)
+        if cached is not None and all(self.schemas.get(k) is schema for k, (schema, _) in cached.items()):
+            return cached
+        plan = self._plan(wanted)
+        if len(self._plans) >= PLAN_CACHE:
+            self._plans.clear()
+        self._plans[wanted] = plan
+        return plan
+
+    def _plan(self, features: Sequence[FeatureRef]) -> dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]]:
         plan: dict[tuple[str, str], tuple[GroupSchema, list[FeatureRef]]] = {}
         for ref in features:
             schema = self.schemas.get(ref.group_key)

@@ -6,11 +6,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bottega.feature_store.online.base import OnlineStore, ReadResult, judge, missing
+from bottega.feature_store.online.base import FeatureValue, OnlineStore, ReadResult, Status, missing, table_columns
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 SQL_TYPES = {ValueType.int: "INTEGER", ValueType.float: "REAL", ValueType.string: "TEXT", ValueType.bool: "INTEGER"}
@@ -29,10 +30,16 @@ def _from_micros(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
 
 
-def _decode(vtype: ValueType, value: Any) -> Any:
-    if value is None:
-        return None
-    return bool(value) if vtype is ValueType.bool else value
+@dataclass(frozen=True)
+class _Layout:
+    schema: GroupSchema
+    table: str
+    select: str  # entity keys, features, event_time
+    target: str  # the key columns, for `(k1, k2) IN (VALUES ...)`
+    one: str  # `k1 = ? AND k2 = ?`
+    width: int  # number of key columns
+    bool_keys: tuple[int, ...]
+    features: dict[str, tuple[int, bool]]  # feature -> (position in a row, is bool)
 
 
 class SqliteOnlineStore(OnlineStore):
@@ -44,6 +51,7 @@ class SqliteOnlineStore(OnlineStore):
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._layouts: dict[tuple[str, str], _Layout] = {}
 
     def create_group(self, schema: GroupSchema) -> None:
         columns = [f"{_q(n)} {SQL_TYPES[t]}" for n, t in (*schema.entity_keys, *schema.features)]
@@ -62,6 +70,18 @@ class SqliteOnlineStore(OnlineStore):
         self.schemas.pop(schema.key, None)
 
     def write_batch(self, schema: GroupSchema, rows: Iterable[Mapping[str, Any]]) -> int:
+        params = []
+        for row in rows:
+            keys, values, event_time = self.prepare_row(schema, row)
+            params.append((*keys, *values.values(), _micros(event_time)))
+        return self._upsert(schema, params)
+
+    def write_table(self, schema: GroupSchema, table: Any) -> int:
+        columns = table_columns(schema, table)
+        return self._upsert(schema, list(zip(*columns.keys, *columns.features, columns.micros, strict=True)))
+
+    def _upsert(self, schema: GroupSchema, params: list[tuple[Any, ...]]) -> int:
+        """Upsert `(keys..., features..., event µs)` rows in one transaction; the newest event wins."""
         names = [*schema.key_names, *(n for n, _ in schema.features)]
         table = _q(schema.table_name())
         updates = [f"{_q(n)} = excluded.{_q(n)}" for n, _ in schema.features] + ["event_time = excluded.event_time"]
@@ -71,10 +91,6 @@ class SqliteOnlineStore(OnlineStore):
             f"ON CONFLICT ({', '.join(_q(n) for n in schema.key_names)}) DO UPDATE SET {', '.join(updates)} "
             f"WHERE excluded.event_time >= {table}.event_time"
         )
-        params = []
-        for row in rows:
-            keys, values, event_time = self.prepare_row(schema, row)
-            params.append((*keys, *values.values(), _micros(event_time)))
         with self._lock:
             self._conn.execute("BEGIN")
             try:
@@ -98,42 +114,65 @@ class SqliteOnlineStore(OnlineStore):
         result = ReadResult(rows=[{} for _ in entities])
         deadline = time.monotonic() + timeout
         for schema, refs in plan.values():
-            found, error = self._fetch(schema, entities, deadline)
-            types = schema.feature_types
-            for index, entity in enumerate(entities):
-                key = self.entity_key(schema, entity)
+            layout = self._layout(schema)
+            keys = [self.entity_key(schema, e) for e in entities]
+            found, error = self._fetch(layout, keys, deadline)
+            positions = [(ref, *layout.features[ref.feature]) for ref in refs]
+            for key, out in zip(keys, result.rows, strict=True):
                 row = found.get(key) if key is not None else None
-                for ref in refs:
-                    if row is None:
-                        result.rows[index][ref] = missing(error)
-                        continue
-                    value = _decode(types[ref.feature], row[ref.feature])
-                    result.rows[index][ref] = judge(value, _from_micros(row["event_time"]), schema.max_age, now)
+                if row is None:
+                    absent = missing(error)  # immutable: one instance serves every feature of the row
+                    for ref in refs:
+                        out[ref] = absent
+                    continue
+                event_time = _from_micros(row[-1])
+                status = Status.FRESH if now - event_time <= schema.max_age else Status.STALE
+                for ref, position, is_bool in positions:
+                    value = row[position]
+                    out[ref] = FeatureValue(bool(value) if is_bool and value is not None else value, event_time, status)
         return result
 
-    def _fetch(
-        self, schema: GroupSchema, entities: Sequence[Mapping[str, Any]], deadline: float
-    ) -> tuple[dict[tuple[Any, ...], dict[str, Any]], str | None]:
-        wanted = {k for e in entities if (k := self.entity_key(schema, e)) is not None}
-        keys = list(wanted)
+    def _layout(self, schema: GroupSchema) -> _Layout:
+        """The SQL and column positions of a group (remembered while the registered schema stays the same)."""
+        cached = self._layouts.get(schema.key)
+        if cached is not None and cached.schema is schema:
+            return cached
         columns = [*schema.key_names, *(n for n, _ in schema.features), "event_time"]
-        select = ", ".join(_q(c) for c in columns)
         width = len(schema.key_names)
-        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        layout = _Layout(
+            schema=schema,
+            table=_q(schema.table_name()),
+            select=", ".join(_q(c) for c in columns),
+            target=", ".join(_q(n) for n in schema.key_names),
+            one=" AND ".join(f"{_q(n)} = ?" for n in schema.key_names),
+            width=width,
+            bool_keys=tuple(i for i, (_, t) in enumerate(schema.entity_keys) if t is ValueType.bool),
+            features={n: (width + i, t is ValueType.bool) for i, (n, t) in enumerate(schema.features)},
+        )
+        self._layouts[schema.key] = layout
+        return layout
+
+    def _fetch(
+        self, layout: _Layout, keys: Sequence[tuple[Any, ...] | None], deadline: float
+    ) -> tuple[dict[tuple[Any, ...], tuple[Any, ...]], str | None]:
+        """The stored rows (all columns, event time last) of the wanted keys, by key, and why some are missing."""
+        wanted = list({k for k in keys if k is not None})
+        found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        width = layout.width
         with self._lock:
             self._conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
             try:
-                for start in range(0, len(keys), CHUNK):
-                    chunk = keys[start : start + CHUNK]
+                if len(wanted) == 1:  # the serving path: one entity, a primary-key lookup
+                    sql = f"SELECT {layout.select} FROM {layout.table} WHERE {layout.one}"
+                    records = self._conn.execute(sql, wanted[0]).fetchall()
+                    for record in records:
+                        found[self._stored_key(layout, record)] = record
+                for start in range(0, len(wanted) if len(wanted) > 1 else 0, CHUNK):
+                    chunk = wanted[start : start + CHUNK]
                     tuples = ", ".join("(" + ", ".join("?" * width) + ")" for _ in chunk)
-                    target = ", ".join(_q(n) for n in schema.key_names)
-                    sql = f"SELECT {select} FROM {_q(schema.table_name())} WHERE ({target}) IN (VALUES {tuples})"
-                    args = [v for key in chunk for v in key]
-                    for record in self._conn.execute(sql, args):
-                        row = dict(zip(columns, record, strict=True))
-                        found[
-                            tuple(row[n] if t is not ValueType.bool else bool(row[n]) for n, t in schema.entity_keys)
-                        ] = row
+                    sql = f"SELECT {layout.select} FROM {layout.table} WHERE ({layout.target}) IN (VALUES {tuples})"
+                    for record in self._conn.execute(sql, [v for key in chunk for v in key]):
+                        found[self._stored_key(layout, record)] = record
             except sqlite3.OperationalError as exc:
                 if "interrupted" not in str(exc):
                     raise
@@ -141,6 +180,13 @@ class SqliteOnlineStore(OnlineStore):
             finally:
                 self._conn.set_progress_handler(None, 0)
         return found, None
+
+    @staticmethod
+    def _stored_key(layout: _Layout, record: tuple[Any, ...]) -> tuple[Any, ...]:
+        key = record[: layout.width]
+        if layout.bool_keys:
+            key = tuple(bool(v) if i in layout.bool_keys else v for i, v in enumerate(key))
+        return key
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,1 @@
+"""Feature-store benchmarks against Feast (see bench/README.md and docs/benchmarks.md)."""
