@@ -126,7 +126,13 @@ class Runner:
         return name
 
     def cleanup(self) -> None:
-        """Drop every keyspace this run named (a side killed by a guard could not drop its own)."""
+        """Drop every keyspace this run named (a side killed by a guard could not drop its own) and the run's store
+        files (SQLite databases, the stream's offline store); its logs and JSON results stay."""
+        import shutil
+
+        for path in self.work.rglob("*.db*"):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.work / "stream" / "stream_offline", ignore_errors=True)
         if not self.keyspaces or not self.args.cassandra_hosts:
             return
         from cassandra.cluster import Cluster
