@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from bottega.api.app import create_app
+from bottega.api.db import migrate
 from bottega.api.db.engine import make_engine
 from bottega.api.db.tables import Base
 from bottega.api.settings import ApiSettings
@@ -88,3 +89,15 @@ def harness(database_url: str, home: Path, **overrides: Any) -> Iterator[ApiHarn
     settings = ApiSettings(**options)
     with TestClient(create_app(settings)) as client:
         yield ApiHarness(client=client, settings=settings)
+
+
+def migrated_sqlite(folder: Path) -> str:
+    """The URL of a migrated SQLite metadata database in `folder` (the embedded default, for tests that need a real
+    API but not both backends)."""
+    url = f"sqlite:///{folder / 'api.db'}"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url

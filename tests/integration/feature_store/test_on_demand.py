@@ -13,10 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from api_harness import ApiHarness, harness
+from api_harness import ApiHarness, harness, migrated_sqlite
 
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
 from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.on_demand import OnDemandError, OnDemandTransform
 from bottega.feature_store.training import get_training_set
@@ -68,10 +66,7 @@ def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[ApiHarness]:
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(tmp_path)
     with harness(url, tmp_path / "home") as h:
         yield h
 

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from api_harness import migrated_sqlite
 
 from bottega.feature_store.batch.duckdb_pipeline import PipelineError, run_batch
 from bottega.feature_store.batch.spark_pipeline import run_batch_spark
@@ -253,9 +254,6 @@ def test_the_cli_runs_a_registered_group_on_spark(spark: Any, tmp_path: Path, mo
     from api_harness import harness
     from cli_harness import cli_invoker
 
-    from bottega.api.db import migrate
-    from bottega.api.db.engine import make_engine
-
     write_orders(tmp_path / "orders.parquet", seed=14)
     definitions = {
         "project": "eats",
@@ -263,10 +261,7 @@ def test_the_cli_runs_a_registered_group_on_spark(spark: Any, tmp_path: Path, mo
         "batch_groups": [make_group(tmp_path / "orders.parquet").model_dump(mode="json")],
     }
     (tmp_path / "features.json").write_text(json.dumps(definitions))
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(tmp_path)
     monkeypatch.setenv("BOTTEGA_OFFLINE_URL", str(tmp_path / "offline"))
     monkeypatch.setenv("BOTTEGA_ONLINE_STORE", "sqlite")
     monkeypatch.setenv("BOTTEGA_ONLINE_SQLITE_PATH", str(tmp_path / "online.db"))

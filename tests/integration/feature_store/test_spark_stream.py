@@ -13,6 +13,7 @@ from typing import Any
 
 import pyspark
 import pytest
+from api_harness import migrated_sqlite
 from kafka import KafkaAdminClient
 from stream_events import (
     DRIVER,
@@ -175,9 +176,6 @@ def test_the_cli_streams_a_registered_group_on_spark(
     from api_harness import harness
     from cli_harness import cli_invoker
 
-    from bottega.api.db import migrate
-    from bottega.api.db.engine import make_engine
-
     start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
     stream = produce(kafka_bootstrap, topic, events=40, drivers=3, start=start, seed=23)
     definitions = {
@@ -186,10 +184,7 @@ def test_the_cli_streams_a_registered_group_on_spark(
         "stream_groups": [make_group(topic).model_dump(mode="json")],
     }
     (tmp_path / "features.json").write_text(json.dumps(definitions))
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(tmp_path)
     for key, value in {
         "BOTTEGA_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "BOTTEGA_OFFLINE_URL": str(tmp_path / "offline"),

@@ -12,10 +12,7 @@ from types import ModuleType
 
 import pyarrow.parquet as pq
 import pytest
-from api_harness import harness
-
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
+from api_harness import harness, migrated_sqlite
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "training"
 ROWS, FEATURES, ROUNDS = 3000, 6, 15
@@ -45,10 +42,7 @@ def test_raw_and_bottega_sides_train_the_same_data(sides: ModuleType, tmp_path: 
     assert raw["seconds"] >= raw["stages"]["train"] > 0
     assert 0.6 < raw["auc"] <= 1.0
 
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(tmp_path)
     with harness(url, tmp_path / "home") as api:
         client = api.sdk(api.project(sides.PROJECT))
         ours = sides.bottega_side(client, sides.make_spec(path, ROWS, FEATURES, **knobs))

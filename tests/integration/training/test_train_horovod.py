@@ -16,10 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from api_harness import harness
+from api_harness import harness, migrated_sqlite
 
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
 from bottega.core.extras import MissingExtra
 from bottega.sdk import Client
 from bottega.training.runner import TrainResult, train
@@ -89,10 +87,7 @@ def write_labels(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("horovod-training")
-    url = f"sqlite:///{root / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(root)
     with harness(url, root / "home") as api:
         yield World(sdk=api.sdk(api.project("shop")), labels=write_labels(root / "labels.parquet"))
 

@@ -17,10 +17,8 @@ import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from api_harness import ApiHarness, harness
+from api_harness import ApiHarness, harness, migrated_sqlite
 
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
 from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.types import GroupSchema, ValueType
 from bottega.sdk import Client
@@ -119,10 +117,7 @@ def generate(root: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("torch-training")
-    url = f"sqlite:///{root / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(root)
     with harness(url, root / "home") as api:
         sdk = api.sdk(api.project("shop"))
         sdk.features.put_entity("shop", "customer", {"customer_id": "int"})

@@ -19,11 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
 import yaml
-from api_harness import ApiHarness, harness
+from api_harness import ApiHarness, harness, migrated_sqlite
 from typer.testing import CliRunner
 
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
 from bottega.cli import common
 from bottega.cli.main import app
 from bottega.core.errors import InvalidInput
@@ -125,10 +123,7 @@ def generate(root: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("training")
-    url = f"sqlite:///{root / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(root)
     with harness(url, root / "home") as api:
         sdk = api.sdk(api.project("shop"))
         sdk.features.put_entity("shop", "customer", {"customer_id": "int"})

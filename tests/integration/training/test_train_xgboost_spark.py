@@ -20,10 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
-from api_harness import harness
+from api_harness import harness, migrated_sqlite
 
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
 from bottega.core.errors import InvalidInput
 from bottega.sdk import Client
 from bottega.training.runner import train
@@ -89,10 +87,7 @@ def write_labels(path: Path) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> Iterator[World]:
     root = tmp_path_factory.mktemp("training-spark")
-    url = f"sqlite:///{root / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(root)
     labels = root / "labels.parquet"
     write_labels(labels)
     with harness(url, root / "home") as api:

@@ -7,10 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from api_harness import harness
+from api_harness import harness, migrated_sqlite
 
-from bottega.api.db import migrate
-from bottega.api.db.engine import make_engine
 from bottega.feature_store.catalog import StreamReporter
 from bottega.feature_store.streaming.processor import StreamStats
 from bottega.sdk import Client
@@ -31,10 +29,7 @@ def test_an_unreachable_catalog_is_logged_not_raised(caplog: pytest.LogCaptureFi
 
 
 def test_reports_are_throttled_and_carry_freshness(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = migrated_sqlite(tmp_path)
     with harness(url, tmp_path / "home") as api:
         sdk = api.sdk(api.project("eats"))
         sdk.features.put_entity("eats", "driver", {"driver_id": "int"})
