@@ -1,9 +1,16 @@
-# Bottega: the two commands a newcomer needs are `make demo` (arrives with serving) and `make test`.
+# Bottega: the two commands a newcomer needs are `make demo` and `make test`.
 SHELL := /bin/bash
 PY := .venv/bin/python
 SVC := python3 deploy/services/svc.py
 
-.PHONY: setup test lint typecheck pytest services-up services-down services-status services-fetch lock clean
+
+.PHONY: demo demo-stop setup test lint typecheck pytest services-up services-down services-status services-fetch lock clean
+
+demo:  ## light setup, then the API + prediction service on embedded defaults and one model's whole life
+	@bash deploy/demo.sh
+
+demo-stop:  ## stop the servers `make demo` left running
+	@bash deploy/demo.sh stop
 
 setup:  ## install system packages (when root) and the pinned .venv; idempotent
 	@bash deploy/setup.sh

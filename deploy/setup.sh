@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # `make setup`: installs what is missing on this machine, then the project's virtual environment.
+# `deploy/setup.sh demo` (what `make demo` runs) is the light profile: Python only, `.venv` with the server, stores,
+# XGBoost and serving extras; no system packages, no torch, no Horovod. A full setup satisfies it too.
 #  1. System packages (JDK 17, Maven, PostgreSQL server, a C++ toolchain and CMake for Horovod): apt-get when root,
 #     otherwise the exact command to run.
 #  2. .venv with uv, `-e .[all,dev]` from the pins in requirements/constraints.txt.
@@ -11,10 +13,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PROFILE=${1:-full}
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp
+DEMO_STAMP=$VENV/.setup-stamp-demo
 UV_VERSION=0.13.9
+DEMO_EXTRAS="server,store,xgboost,serving"
+want=$(cat pyproject.toml requirements/constraints.txt deploy/horovod/build-wheel.sh deploy/setup.sh | sha256sum | cut -c1-16)
+
+if [ "$PROFILE" = "demo" ]; then
+  "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+    || { echo "setup: Python 3.11 or newer is required (set PYTHON=...)" >&2; exit 1; }
+  for stamp in "$STAMP" "$DEMO_STAMP"; do
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+      echo "setup: .venv is up to date"
+      exit 0
+    fi
+  done
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" \
+    || { echo "setup: creating a venv failed: install python3-venv" >&2; exit 1; }
+  [ -x "$VENV/bin/uv" ] || "$VENV/bin/python" -m pip install -q "uv==$UV_VERSION"
+  echo "setup: installing bottega[$DEMO_EXTRAS] into $VENV (pinned by requirements/constraints.txt)"
+  "$VENV/bin/uv" pip install --python "$VENV/bin/python" -q -c requirements/constraints.txt -e ".[$DEMO_EXTRAS]"
+  echo "$want" > "$DEMO_STAMP"
+  echo "setup: done (demo profile)"
+  exit 0
+fi
 
 missing=()
 java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
@@ -44,7 +69,6 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
-want=$(cat pyproject.toml requirements/constraints.txt deploy/horovod/build-wheel.sh deploy/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   echo "setup: .venv is up to date"
   exit 0

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bottega.cli import deployments, features, jobs, models, pipelines, projects, runs, server, train
+from bottega.cli import deployments, features, jobs, models, pipelines, projects, runs, serve, server, train
 from bottega.cli.common import state
 from bottega.core import package_version
 from bottega.core.extras import MissingExtra
@@ -55,6 +55,7 @@ features.app.command("stream")(pipelines.stream_group)
 features.app.command("training-set")(pipelines.training_set)
 app.add_typer(features.app, name="features")
 app.command("train")(train.train_command)
+app.command("serve")(serve.serve)
 
 
 def run() -> None:

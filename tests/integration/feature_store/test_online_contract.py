@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from bottega.feature_store.online.base import OnlineStore, Status
@@ -184,3 +186,103 @@ def test_a_read_never_blocks_past_its_timeout(store: OnlineStore) -> None:
     assert timed_out, "a 1 ms budget for 3000 entities must leave some values unread"
     assert all(v.error == "timeout" for v in timed_out)
     assert all(v.value is not None for v in values if v.status is Status.FRESH)
+
+
+def test_read_async_answers_as_read_does(store: OnlineStore) -> None:
+    store.write_batch(STATS, [stats_row(i, 5 if i % 2 else 90, i / 2) for i in range(1, 6)])
+    store.write_batch(CITY, [{"user_id": "u1", "city": "rome", "visits": 4, "event_time": NOW}])
+    refs = [ref(STATS, f) for f in ("prep_time", "name", "open", "orders")] + [ref(CITY, "visits")]
+    entities = [{"restaurant_id": i, "user_id": "u1", "city": "rome"} for i in (1, 2, 99, 3, 1)]
+
+    async def both() -> list[object]:
+        one = await store.read_async(entities, refs, timeout=5.0, now=NOW)
+        many = await asyncio.gather(
+            *(store.read_async(entities[i : i + 1], refs, timeout=5.0, now=NOW) for i in range(5))
+        )
+        return [one, *many]
+
+    one, *many = asyncio.run(both())
+    expected = store.read(entities, refs, timeout=5.0, now=NOW)
+    assert one.rows == expected.rows  # type: ignore[attr-defined]
+    assert [r.rows[0] for r in many] == expected.rows  # type: ignore[attr-defined]
+    assert expected.rows[1][refs[0]].status is Status.STALE
+    assert expected.rows[2][refs[0]].status is Status.MISSING
+    assert expected.rows[0][refs[4]].value == 4
+
+
+def test_read_async_never_blocks_past_its_timeout(store: OnlineStore) -> None:
+    store.write_batch(STATS, [stats_row(i, 1, float(i)) for i in range(3000)])
+    entities = [{"restaurant_id": i} for i in range(3000)]
+    refs = [ref(STATS, "prep_time"), ref(STATS, "orders")]
+
+    async def timed() -> tuple[float, object, int]:
+        ticks = 0
+
+        async def ticker() -> None:  # the loop keeps running while the read is under way
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        started = time.monotonic()
+        result = await store.read_async(entities, refs, timeout=0.002, now=NOW)
+        elapsed = time.monotonic() - started
+        task.cancel()
+        return elapsed, result, ticks
+
+    elapsed, result, ticks = asyncio.run(timed())
+    assert elapsed < 1.0
+    assert ticks > 0, "the event loop must keep running during a read"
+    values = [v for row in result.rows for v in row.values()]  # type: ignore[attr-defined]
+    timed_out = [v for v in values if v.status is Status.MISSING]
+    assert timed_out, "a 2 ms budget for 3000 entities must leave some values unread"
+    assert all(v.error == "timeout" for v in timed_out)
+    # and the store still answers afterwards (late answers of the abandoned queries are dropped)
+    again = asyncio.run(store.read_async(entities[:5], refs, timeout=5.0, now=NOW))
+    assert [row[refs[0]].value for row in again.rows] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [row[refs[0]].value for row in store.read(entities[:2], refs, timeout=5.0, now=NOW).rows] == [0.0, 1.0]
+
+
+def test_write_table_upserts_typed_columns(store: OnlineStore) -> None:
+    table = pa.table(
+        {
+            "restaurant_id": pa.array([1, 2, 3], pa.int32()),  # widened to the key's int
+            "prep_time": [1.5, None, 3.5],
+            "name": ["a", "b", None],
+            "open": [True, False, None],
+            "event_time": pa.array([NOW - timedelta(minutes=m) for m in (5, 90, 5)], pa.timestamp("us", tz="UTC")),
+        }
+    )  # `orders` is absent: it reads as null
+    assert store.write_table(STATS, table) == 3
+    older = (
+        table.slice(0, 1)
+        .set_column(1, "prep_time", pa.array([99.0]))
+        .set_column(4, "event_time", pa.array([NOW - timedelta(minutes=30)], pa.timestamp("us", tz="UTC")))
+    )
+    store.write_table(STATS, older)  # an older event never replaces a newer one
+    refs = [ref(STATS, f) for f in ("prep_time", "name", "open", "orders")]
+    result = store.read([{"restaurant_id": i} for i in (1, 2, 3)], refs, now=NOW)
+    assert [[(v.value, v.status) for v in row.values()] for row in result.rows] == [
+        [(1.5, Status.FRESH), ("a", Status.FRESH), (True, Status.FRESH), (None, Status.FRESH)],
+        [(None, Status.STALE), ("b", Status.STALE), (False, Status.STALE), (None, Status.STALE)],
+        [(3.5, Status.FRESH), (None, Status.FRESH), (None, Status.FRESH), (None, Status.FRESH)],
+    ]
+    cities = pa.table(
+        {
+            "user_id": ["u1", "u1"],
+            "city": ["rome", "oslo"],
+            "visits": [4, 9],
+            "event_time": pa.array([NOW, NOW], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    assert store.write_table(CITY, cities) == 2
+    read = store.read([{"user_id": "u1", "city": "oslo"}], [ref(CITY, "visits")], now=NOW)
+    assert read.values(0) == {"eats-prod:user_city:visits": 9}
+    naive = table.set_column(4, "event_time", pa.array([NOW.replace(tzinfo=None)] * 3, pa.timestamp("us")))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.write_table(STATS, naive)
+    with pytest.raises(TypeError, match="prep_time"):
+        store.write_table(STATS, table.set_column(1, "prep_time", pa.array(["x", "y", "z"])))
+    with pytest.raises(ValueError, match="entity key"):
+        store.write_table(STATS, table.drop_columns(["restaurant_id"]))

@@ -141,6 +141,20 @@ class OnlineStore(ABC):
     ) -> ReadResult:
         """For each entity row (join-key values by name) the requested features, in one call."""
 
+    async def read_async(
+        self,
+        entities: Sequence[Mapping[str, Any]],
+        features: Sequence[FeatureRef],
+        *,
+        timeout: float,
+        now: datetime | None = None,
+    ) -> ReadResult:
+        """`read` for an asyncio caller: never blocks the event loop, bounded by `timeout` like `read` (what did not
+        arrive in time is MISSING with `error="timeout"`). By default `read` runs in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.read, entities, features, timeout=timeout, now=now)
+
     @abstractmethod
     def drop_group(self, schema: GroupSchema) -> None:
         """Delete a feature group's storage and values."""

@@ -5,8 +5,10 @@
   after their event time (values between max age and the TTL read as STALE).
 - Writes travel as small UNLOGGED batches (at most 10 partitions, about 4 KiB), several requests in flight:
   each row keeps its own timestamp and TTL, so the result is that of single inserts with a tenth of the requests.
-- Reads are one prepared single-partition SELECT per (group, entity), all in flight at once, each with the call's
-  timeout; a query that does not answer in time reads as MISSING with `error="timeout"`.
+- Reads are one prepared single-partition SELECT per (group, entity), all pipelined at once on a lean native-protocol
+  connection (see the read-path section below; `read_async` on the caller's event loop), bounded by the call's
+  timeout; a query that does not answer in time reads as MISSING with `error="timeout"`, an unreachable node as
+  MISSING with `error="unavailable: ..."` (the next read reconnects).
 - Event times are stored with Cassandra's millisecond precision. Two writes with the same event time: either may
   win (identical rows are idempotent).
 - Consistency is LOCAL_ONE by default (configurable).
@@ -14,7 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import struct
+import threading
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import compress
@@ -22,6 +30,7 @@ from typing import Any
 
 from bottega.core.extras import require
 from bottega.feature_store.online.base import OnlineStore, ReadResult, judge, missing, table_columns
+from bottega.feature_store.online.cql import AsyncWire, Query, Request, SyncWire
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 CQL_TYPES = {ValueType.int: "bigint", ValueType.float: "double", ValueType.string: "text", ValueType.bool: "boolean"}
@@ -36,7 +45,6 @@ FORMATS = {ValueType.int: "q", ValueType.float: "d"}
 
 def _pack(fmt: str, values: Sequence[Any]) -> list[bytes | None]:
     """Big-endian encodings of numbers (None stays None: a null cell)."""
-    import struct
 
     if None not in values:
         try:
@@ -68,7 +76,6 @@ def routing_key(parts: Sequence[bytes | None]) -> bytes | None:
     """Cassandra's routing key of serialized partition-key values (a composite key is length-prefixed)."""
     if len(parts) == 1:
         return parts[0]
-    import struct
 
     return b"".join(struct.pack(">H", len(p or b"")) + (p or b"") + b"\x00" for p in parts)
 
@@ -118,6 +125,12 @@ class CassandraOnlineStore(OnlineStore):
         rendered = ", ".join(f"'{k}': {v!r}" if not isinstance(v, int) else f"'{k}': {v}" for k, v in options.items())
         self._session.execute(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{{rendered}}}")
         self._prepared: dict[tuple[str, str, str], Any] = {}
+        self._hosts = [socket.gethostbyname(h) for h in hosts]
+        self.port = port
+        self._connect_timeout = connect_timeout
+        self._queries: dict[tuple[str, str], Query] = {}
+        self._wires: dict[int, dict[str, SyncWire]] = {}  # per thread, per host
+        self._async_wires: weakref.WeakKeyDictionary[Any, dict[str, AsyncWire]] = weakref.WeakKeyDictionary()
 
     def _table(self, schema: GroupSchema) -> str:
         return f"{self.keyspace}.{schema.table_name()}"
@@ -134,6 +147,7 @@ class CassandraOnlineStore(OnlineStore):
     def drop_group(self, schema: GroupSchema) -> None:
         self._session.execute(f"DROP TABLE IF EXISTS {self._table(schema)}")
         self.schemas.pop(schema.key, None)
+        self._queries.pop(schema.key, None)
         self._prepared = {k: v for k, v in self._prepared.items() if k[:2] != schema.key}
 
     def _statement(self, schema: GroupSchema, kind: str) -> Any:
@@ -256,49 +270,136 @@ class CassandraOnlineStore(OnlineStore):
         timeout: float = 1.0,
         now: datetime | None = None,
     ) -> ReadResult:
-        now = now or datetime.now(UTC)
+        deadline = time.monotonic() + timeout
+        plan, keys, requests = self._requests(entities, features)
+        wires = self._wires.get(threading.get_ident())
+        if wires is None:
+            wires = self._wires[threading.get_ident()] = {}
+        replies: list[Any] = [None] * len(requests)
+        for host, indexes in self._by_host(requests).items() if requests else ():
+            wire = wires.get(host)
+            if wire is None:
+                wire = wires[host] = SyncWire(host, self.port, self._connect_timeout)
+            for i, reply in zip(indexes, wire.run([requests[i] for i in indexes], deadline), strict=True):
+                replies[i] = reply
+        return self._result(plan, entities, keys, requests, replies, now or datetime.now(UTC))
+
+    async def read_async(
+        self,
+        entities: Sequence[Mapping[str, Any]],
+        features: Sequence[FeatureRef],
+        *,
+        timeout: float,
+        now: datetime | None = None,
+    ) -> ReadResult:
+        """`read` on the caller's event loop: one connection per loop, every query in flight at once, nothing
+        blocks the loop; what did not answer within `timeout` is MISSING with `error="timeout"`."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        plan, keys, requests = self._requests(entities, features)
+        loop = asyncio.get_running_loop()
+        wires = self._async_wires.get(loop)
+        if wires is None:
+            wires = self._async_wires[loop] = {}
+        replies: list[Any] = [None] * len(requests)
+        jobs = []
+        for host, indexes in self._by_host(requests).items() if requests else ():
+            wire = wires.get(host)
+            if wire is None:
+                wire = wires[host] = AsyncWire(host, self.port, self._connect_timeout)
+            jobs.append((indexes, wire.run([requests[i] for i in indexes], deadline)))
+        answers = [await jobs[0][1]] if len(jobs) == 1 else await asyncio.gather(*(job for _, job in jobs))
+        for (indexes, _), answer in zip(jobs, answers, strict=True):
+            for i, reply in zip(indexes, answer, strict=True):
+                replies[i] = reply
+        return self._result(plan, entities, keys, requests, replies, now or datetime.now(UTC))
+
+    def _requests(
+        self, entities: Sequence[Mapping[str, Any]], features: Sequence[FeatureRef]
+    ) -> tuple[Any, dict[tuple[str, str], list[int | None]], list[Request]]:
+        """The read plan, each entity's request index per group (None: no key), and one request per distinct
+        (group, entity key): a single-partition SELECT of the group's features and event time."""
         plan = self.plan(features)
-        futures: dict[tuple[tuple[str, str], tuple[Any, ...]], Any] = {}
-        keys: dict[tuple[str, str], list[tuple[Any, ...] | None]] = {}
+        requests: list[Request] = []
+        keys: dict[tuple[str, str], list[int | None]] = {}
         for group_key, (schema, _refs) in plan.items():
-            statement = self._statement(schema, "select")
-            keys[group_key] = [self.entity_key(schema, entity) for entity in entities]
-            for key in keys[group_key]:
-                if key is not None and (group_key, key) not in futures:
-                    futures[(group_key, key)] = self._session.execute_async(statement, key, timeout=timeout)
-        answers = {k: self._answer(f) for k, f in futures.items()}
+            query = self._query(schema)
+            seen: dict[tuple[Any, ...], int] = {}
+            positions: list[int | None] = []
+            for entity in entities:
+                key = self.entity_key(schema, entity)
+                if key is None or None in key:
+                    positions.append(None)
+                    continue
+                index = seen.get(key)
+                if index is None:
+                    index = seen[key] = len(requests)
+                    requests.append(Request(query, key))
+                positions.append(index)
+            keys[group_key] = positions
+        return plan, keys, requests
+
+    def _query(self, schema: GroupSchema) -> Query:
+        cached = self._queries.get(schema.key)
+        if cached is None or cached.schema is not schema:
+            cached = self._queries[schema.key] = Query.of(schema, self._table(schema), self.consistency)
+        return cached
+
+    def _by_host(self, requests: list[Request]) -> dict[str, list[int]]:
+        """Request indexes by the host to ask: the first replica of the partition (a single node: that node)."""
+        if len(self._hosts) == 1:
+            return {self._hosts[0]: list(range(len(requests)))}
+        metadata = self._cluster.metadata
+        out: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            replicas = metadata.get_replicas(self.keyspace, routing_key(request.query.encode_key(request.key)))
+            host = replicas[0].address if replicas else self._hosts[i % len(self._hosts)]
+            out.setdefault(host, []).append(i)
+        return out
+
+    @staticmethod
+    def _result(
+        plan: Any,
+        entities: Sequence[Mapping[str, Any]],
+        keys: dict[tuple[str, str], list[int | None]],
+        requests: list[Request],
+        replies: list[Any],
+        now: datetime,
+    ) -> ReadResult:
         result = ReadResult(rows=[{} for _ in entities])
         for group_key, (schema, refs) in plan.items():
-            positions = {name: i for i, (name, _) in enumerate(schema.features)}  # rows are tuples: features, time
-            for key, out in zip(keys[group_key], result.rows, strict=True):
-                row, error = answers.get((group_key, key), (None, None)) if key is not None else (None, None)
+            positions = {name: i for i, (name, _) in enumerate(schema.features)}  # rows: features, then event time
+            wanted = [(ref, positions[ref.feature]) for ref in refs]
+            for index, out in zip(keys[group_key], result.rows, strict=True):
+                row, error = replies[index] if index is not None else (None, None)
                 if row is None:
                     absent = missing(error)  # immutable: one instance serves every feature of the row
                     for ref in refs:
                         out[ref] = absent
                     continue
-                event_time = row[-1].replace(tzinfo=UTC) if row[-1] else None
-                for ref in refs:
-                    out[ref] = judge(row[positions[ref.feature]], event_time, schema.max_age, now)
+                event_time = row[-1]
+                for ref, position in wanted:
+                    out[ref] = judge(row[position], event_time, schema.max_age, now)
         return result
-
-    @staticmethod
-    def _answer(future: Any) -> tuple[Any, str | None]:
-        """The row of a single-partition read (None when absent), or why it failed."""
-        from cassandra import OperationTimedOut, ReadTimeout, Unavailable
-
-        try:
-            return future.result().one(), None
-        except (OperationTimedOut, ReadTimeout):
-            return None, "timeout"
-        except Unavailable:
-            return None, "unavailable"
 
     def drop_keyspace(self) -> None:
         """Delete the store's keyspace and every group in it."""
         self._session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
         self.schemas.clear()
         self._prepared.clear()
+        self._queries.clear()
 
     def close(self) -> None:
+        for wires in list(self._wires.values()):
+            for wire in wires.values():
+                wire.close()
+        self._wires.clear()
+        for loop, async_wires in list(self._async_wires.items()):
+            for async_wire in async_wires.values():
+                if loop.is_closed():
+                    continue
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(async_wire.close)
+        self._async_wires.clear()
         self._cluster.shutdown()

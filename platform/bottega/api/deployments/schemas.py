@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bottega.api.auth.schemas import NAME_PATTERN
+from bottega.api.registry.schemas import FEATURE_REF_PATTERN
 
 MODEL_NAME = Field(min_length=1, max_length=127, pattern=r"^[^\s/@:]+$", description="a registered model's name")
 ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
@@ -81,12 +82,31 @@ def _duplicates(refs: list[ModelRef]) -> list[str]:
     return dups
 
 
+class FeaturePolicy(BaseModel):
+    """What the prediction service does when a store feature is missing or older than its max age."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_missing: Literal["default", "reject"] = Field(
+        default="default", description="`default`: serve `default` (NaN when unset) and flag it; `reject`: 422"
+    )
+    on_stale: Literal["serve", "default", "reject"] = Field(
+        default="serve", description="`serve` the old value flagged STALE, replace it by `default`, or 422"
+    )
+    default: float | None = Field(default=None, description="the value served instead; unset: NaN (missing)")
+
+
 class OnlineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     targets: list[Target] = Field(min_length=1, max_length=MAX_TARGETS)
     shadows: list[ModelRef] = Field(default_factory=list, max_length=MAX_TARGETS)
     routing: Routing | None = None
+    features: dict[Annotated[str, Field(pattern=FEATURE_REF_PATTERN)], FeaturePolicy] = Field(
+        default_factory=dict,
+        max_length=10_000,
+        description="freshness policy per store feature reference (`project:group:feature`); others use the default",
+    )
 
     @model_validator(mode="after")
     def _weights_and_duplicates(self) -> OnlineSpec:
