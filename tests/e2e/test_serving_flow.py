@@ -7,6 +7,8 @@ while the previous version keeps serving.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -17,11 +19,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from live_server import LiveServer, live_server
+from live_server import BIN, LiveServer, live_server
 from live_serving import LiveServing, live_serving
 from serving_models import TinyModel, register_tree, train_tiny
 
+from bottega.core.errors import InvalidInput, NotFound
 from bottega.sdk import Client
+from bottega.sdk.predict import PredictionClient
 from bottega.serving.predlog.spool import read_spool
 
 PROJECT = "eats"
@@ -170,6 +174,29 @@ def test_bad_requests_get_problems_naming_the_field(api: LiveServer, client: Cli
         problem(serving.predict("eta", [good], x_bottega_version="9"), 404)
         problem(httpx.get(url), 405)
         assert serving.predict("eta", [good]).status_code == 200
+
+        # the SDK raises the API's error classes; the CLI prints the field to fix
+        with PredictionClient(serving.url) as service:
+            answer = service.predict("eta", [good], version="eta:1", request_id="sdk-1")
+            assert (answer.version, answer.request_id, len(answer.predictions)) == (1, "sdk-1", 1)
+            with pytest.raises(InvalidInput) as caught:
+                service.predict("eta", [{**good, "f2": "x"}])
+            assert caught.value.extra["field"] == "instances[0].f2"
+            with pytest.raises(NotFound):
+                service.predict("nope", [good])
+        env_cli = {**api.env(), "BOTTEGA_SERVE_URL": serving.url}
+        done = subprocess.run(
+            [str(BIN / "bottega"), "predict", "eta", "-i", json.dumps([good])], env=env_cli, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["version"] == 1
+        bad = subprocess.run(
+            [str(BIN / "bottega"), "predict", "eta", "-i", json.dumps([{**good, "f2": "x"}])], env=env_cli,
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert bad.returncode == 1
+        assert "instances[0].f2" in bad.stderr
 
 
 def test_a_corrupt_artifact_is_refused_and_the_old_version_keeps_serving(

@@ -56,6 +56,7 @@ features.app.command("training-set")(pipelines.training_set)
 app.add_typer(features.app, name="features")
 app.command("train")(train.train_command)
 app.command("serve")(serve.serve)
+app.command("predict")(serve.predict)
 
 
 def run() -> None:

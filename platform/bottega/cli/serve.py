@@ -49,3 +49,42 @@ def serve(
         loop="auto",
         http="auto",
     )
+
+
+def predict(
+    deployment: Annotated[str, typer.Argument(help="the online deployment to call")],
+    instances: Annotated[
+        str, typer.Option("--instances", "-i", help='JSON list of rows, or @file.json: [{"restaurant_id": 5, ...}]')
+    ],
+    serve_url: Annotated[
+        str | None, typer.Option(envvar="BOTTEGA_SERVE_URL", help="the prediction service (default :8701)")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="pin a version the deployment serves (`3`, `model:3`)")] = None,
+    routing_key: Annotated[str | None, typer.Option(help="sticky routing key")] = None,
+    project: Annotated[str | None, typer.Option(help="when the name exists in several projects")] = None,
+) -> None:
+    """Send rows to the prediction service and print its answer as JSON."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from bottega.core.errors import BottegaError
+    from bottega.sdk.predict import PredictionClient
+
+    text = Path(instances[1:]).read_text() if instances.startswith("@") else instances
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--instances") from None
+    if isinstance(rows, dict):
+        rows = [rows]
+    if not isinstance(rows, list):
+        raise typer.BadParameter("give a JSON list of row objects", param_hint="--instances")
+    try:
+        with PredictionClient(serve_url) as service:
+            result = service.predict(deployment, rows, project=project, version=version, routing_key=routing_key)
+    except BottegaError as exc:
+        field = exc.extra.get("field")
+        typer.secho(f"error: {exc.detail}" + (f" (field {field})" if field else ""), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(asdict(result), indent=2))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottega.training.evaluate import evaluate, scalar_metrics
+from bottega.training.evaluate import evaluate, scalar_metrics, slice_report
 from bottega.training.onnx_export import export_onnx
 from bottega.training.report import (
     feature_report,
@@ -25,6 +25,61 @@ if TYPE_CHECKING:
     from bottega.training.xgb import TrainedModel
 
 PERMUTATION_MAX_ROWS = 10_000
+SLICE_TYPES = "strings, integers, booleans or dictionary-encoded values"
+
+
+def load_slices(spec: TrainingSpec, data: TrainingData) -> dict[str, list[Any]]:
+    """The values of each `evaluation.slices` column on the evaluation rows, in their order (the label table read
+    again, with the rows and split `build_dataset` used: the point-in-time join keeps the label order). Raises
+    SpecError, before any run exists, for a column the label table lacks or that is not categorical."""
+    if not spec.evaluation.slices:
+        return {}
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from bottega.feature_store.training import read_labels
+    from bottega.training.data import split_mask
+    from bottega.training.spec import SpecError
+
+    table = read_labels(spec.labels_path())
+    for name in spec.evaluation.slices:
+        if name not in table.column_names:
+            raise SpecError(
+                f"evaluation.slices: column {name!r} is not in the label table (its columns: "
+                f"{', '.join(table.column_names)})"
+            )
+        kind = table.schema.field(name).type
+        if not (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_integer(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_dictionary(kind)
+        ):
+            raise SpecError(f"evaluation.slices: {name!r} is {kind}; a slice column holds {SLICE_TYPES}")
+    labelled = table.filter(pc.is_valid(table[spec.dataset.label_column]))
+    held = ~split_mask(labelled, spec)
+    if int(held.sum()) != data.eval.rows:
+        raise SpecError(
+            f"evaluation.slices: the label table gives {int(held.sum())} evaluation rows, the training set "
+            f"{data.eval.rows}; was it changed while training started?"
+        )
+    index = np.flatnonzero(held)
+    return {name: labelled[name].take(pa.array(index)).to_pylist() for name in spec.evaluation.slices}
+
+
+def slices_of(spec: TrainingSpec, data: TrainingData, predicted: Any, slices: dict[str, list[Any]]) -> list[Any]:
+    settings = spec.evaluation
+    return slice_report(
+        spec.model.task,
+        data.eval.label,
+        predicted,
+        slices,
+        classes=data.classes,
+        threshold=settings.threshold,
+        top_n=settings.slice_top_n,
+    )
 
 
 @dataclass
@@ -81,8 +136,15 @@ def importance(spec: TrainingSpec, data: TrainingData, trained: TrainedModel) ->
     return out
 
 
-def build_artifacts(spec: TrainingSpec, data: TrainingData, trained: TrainedModel, root: Path) -> BuiltArtifacts:
-    """Evaluate the booster and write every artifact under `root`."""
+def build_artifacts(
+    spec: TrainingSpec,
+    data: TrainingData,
+    trained: TrainedModel,
+    root: Path,
+    slices: dict[str, list[Any]] | None = None,
+) -> BuiltArtifacts:
+    """Evaluate the booster and write every artifact under `root`; `slices` (from `load_slices`) add the metrics
+    per slice value."""
     booster = trained.booster
     task = spec.model.task
     booster.save_model(str(root / "model.ubj"))
@@ -114,6 +176,8 @@ def build_artifacts(spec: TrainingSpec, data: TrainingData, trained: TrainedMode
         "onnx": exported.to_dict(),
         "warnings": warnings,
     }
+    if slices:
+        evaluation["slices"] = slices_of(spec, data, native, slices)
     write_json(root / "feature_report.json", features)
     write_json(root / "trees.json", tree_structure(booster, task, data.classes))
     (root / "spec.yaml").write_text(spec_text(spec))

@@ -215,3 +215,49 @@ def scalar_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The report's metrics that have a value (a metric undefined on this data, e.g. AUC of one class, is left
     out)."""
     return {key: float(value) for key, value in report["metrics"].items() if value is not None}
+
+
+OTHER = "__other__"
+NULL = "__null__"
+
+
+def slice_groups(values: Any, top_n: int) -> list[tuple[str, Any]]:
+    """(value, row indexes) of the `top_n` most frequent values (ties by value text), then the rest as
+    `__other__`; nulls are the value `__null__`."""
+    import numpy as np
+
+    texts = np.asarray([NULL if v is None else str(v) for v in values], dtype=object)
+    names, inverse, counts = np.unique(texts, return_inverse=True, return_counts=True)
+    order = sorted(range(len(names)), key=lambda i: (-int(counts[i]), str(names[i])))
+    kept = order[:top_n]
+    groups = [(str(names[i]), np.flatnonzero(inverse == i)) for i in kept]
+    rest = np.flatnonzero(~np.isin(inverse, kept))
+    if rest.size:
+        groups.append((OTHER, rest))
+    return groups
+
+
+def slice_report(
+    task: str,
+    y_true: Any,
+    pred: Any,
+    columns: dict[str, Any],
+    *,
+    classes: list[Any] | None,
+    threshold: float,
+    top_n: int,
+) -> list[dict[str, Any]]:
+    """Per slice column, the task's metrics on the evaluation rows of each of its values (see `slice_groups`):
+    `[{"column", "values": [{"value", "rows", "metrics"}], "top_n"}]`."""
+    import numpy as np
+
+    y = np.asarray(y_true)
+    p = np.asarray(pred)
+    out = []
+    for column, values in columns.items():
+        entries = []
+        for value, rows in slice_groups(values, top_n):
+            report = evaluate(task, y[rows], p[rows], classes=classes, threshold=threshold, bins=1)
+            entries.append({"value": value, "rows": int(rows.size), "metrics": dict(report["metrics"])})
+        out.append({"column": column, "top_n": top_n, "values": entries})
+    return out

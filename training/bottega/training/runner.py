@@ -34,6 +34,7 @@ from bottega.training.torch.spec import TorchModel
 if TYPE_CHECKING:
     from bottega.sdk import Client
     from bottega.training.data import TrainingData
+    from bottega.training.torch.trainer import TorchTrained
     from bottega.training.xgb import TrainedModel
 
 CANDIDATE = "candidate"
@@ -77,6 +78,8 @@ class TrainResult:
     best_iteration: int
     rounds_run: int
     warnings: list[str] = field(default_factory=list)
+    tuning: dict[str, Any] | None = None
+    """the study summary (best trial, value and params, trials by state, each trial) when the spec tunes."""
 
     @property
     def failed_gates(self) -> list[str]:
@@ -167,7 +170,7 @@ def ensure_model(client: Client, spec: TrainingSpec) -> None:
 def train(
     client: Client, source: str | Path | Mapping[str, Any] | TrainingSpec, progress: Progress | None = None
 ) -> TrainResult:
-    """Validate the spec, build the data, train, evaluate, record the run and register a version."""
+    """Validate the spec, build the data, train (or tune), evaluate, record the run and register a version."""
     spec = load_spec(source)
     if isinstance(spec.model, TorchModel):
         from bottega.training.torch.trainer import prepare
@@ -176,17 +179,22 @@ def train(
     else:
         require("xgboost", "xgboost")
         require("sklearn", "xgboost")
+    if spec.tuning is not None:
+        require("optuna", "tuning")
+    from bottega.training.artifacts import load_slices
     from bottega.training.data import build_dataset
 
     shown = progress or QuietProgress()
     shown.stage("building the training set")
     data = build_dataset(client, spec)
+    slices = load_slices(spec, data)
     ensure_model(client, spec)
     tags = {"trainer": spec.model.type, "model": spec.model_name, **spec.tags}
+    if spec.tuning is not None:
+        tags["tuning"] = "optuna"
     run = client.runs.create(spec.project, spec.run_name or spec.model_name, description=spec.description, tags=tags)
     try:
-        client.runs.log_params(spec.project, run.id, run_params(spec, data))
-        return _train_in_run(client, spec, data, run.id, shown)
+        return _train_in_run(client, spec, data, run.id, shown, slices)
     except BaseException:
         with contextlib.suppress(Exception):
             client.runs.finish(spec.project, run.id, "failed")
@@ -215,22 +223,57 @@ def _fit(client: Client, spec: TrainingSpec, data: TrainingData, run_id: str, sh
     return trained
 
 
-def _train_in_run(client: Client, spec: TrainingSpec, data: TrainingData, run_id: str, shown: Progress) -> TrainResult:
-    from bottega.training.artifacts import build_artifacts
-    from bottega.training.torch.artifacts import build_torch_artifacts
-    from bottega.training.torch.trainer import TorchTrained, fit_torch
+def _train_in_run(
+    client: Client,
+    spec: TrainingSpec,
+    data: TrainingData,
+    run_id: str,
+    shown: Progress,
+    slices: dict[str, list[Any]],
+) -> TrainResult:
+    from bottega.training.torch.trainer import fit_torch
 
+    params = run_params(spec, data)
+    if spec.tuning is not None:
+        from bottega.training.tuning.study import parent_params, tune
+
+        client.runs.log_params(spec.project, run_id, parent_params(spec, params))
+        tuned = tune(client, spec, data, run_id, shown)
+        return _register(client, tuned.spec, data, run_id, tuned.trained, shown, slices, tuned.summary)
+    client.runs.log_params(spec.project, run_id, params)
     trained: TrainedModel | TorchTrained
     if isinstance(spec.model, TorchModel):
         trained = fit_torch(client, spec, data, run_id, shown)
     else:
         trained = _fit(client, spec, data, run_id, shown)
+    return _register(client, spec, data, run_id, trained, shown, slices, None)
+
+
+def _register(
+    client: Client,
+    spec: TrainingSpec,
+    data: TrainingData,
+    run_id: str,
+    trained: TrainedModel | TorchTrained,
+    shown: Progress,
+    slices: dict[str, list[Any]],
+    tuning: dict[str, Any] | None,
+) -> TrainResult:
+    """Evaluate and export the trained model, upload the artifacts, finish the run, register the version and set
+    the `candidate` alias when every gate holds."""
+    from bottega.training.artifacts import build_artifacts, write_json
+    from bottega.training.torch.artifacts import build_torch_artifacts
+    from bottega.training.torch.trainer import TorchTrained
+
     shown.stage("evaluating and exporting")
     with tempfile.TemporaryDirectory(prefix="bottega-train-") as tmp:
         if isinstance(trained, TorchTrained):
-            built = build_torch_artifacts(spec, data, trained, Path(tmp))
+            built = build_torch_artifacts(spec, data, trained, Path(tmp), slices)
         else:
-            built = build_artifacts(spec, data, trained, Path(tmp))
+            built = build_artifacts(spec, data, trained, Path(tmp), slices)
+        if tuning is not None:
+            built.evaluation["tuning"] = {k: v for k, v in tuning.items() if k != "trial_list"}
+            write_json(Path(tmp) / "tuning.json", tuning)
         metrics = built.metrics
         client.runs.log_metrics(spec.project, run_id, metrics, step=trained.best_iteration)
         gates = check_gates(spec, metrics)
@@ -270,6 +313,7 @@ def _train_in_run(client: Client, spec: TrainingSpec, data: TrainingData, run_id
         best_iteration=trained.best_iteration,
         rounds_run=trained.rounds_run,
         warnings=built.warnings,
+        tuning=tuning,
     )
 
 

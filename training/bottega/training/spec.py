@@ -47,6 +47,7 @@ from pydantic import (
 from bottega.api.registry.schemas import FEATURE_REF_PATTERN, MODEL_NAME_PATTERN
 from bottega.core.errors import InvalidInput
 from bottega.training.torch.spec import TORCH_COMPUTES, TorchModel, check_compute
+from bottega.training.tuning.spec import TuningSpec, check_tuning, with_values
 
 Task = Literal["binary", "multiclass", "regression"]
 PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -196,6 +197,17 @@ class EvaluationSpec(_Strict):
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="decision threshold of binary classifiers")
     permutation_repeats: int = Field(default=3, ge=0, le=50, description="0 skips permutation importance")
     histogram_bins: int = Field(default=20, ge=2, le=200)
+    slices: list[ColumnName] = Field(
+        default_factory=list, max_length=20, description="categorical label-table columns to report metrics by"
+    )
+    slice_top_n: int = Field(default=10, ge=1, le=1000, description="values per slice column; the rest: __other__")
+
+    @field_validator("slices")
+    @classmethod
+    def _unique_slices(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a column is listed twice")
+        return value
 
 
 class Gate(_Strict):
@@ -240,6 +252,7 @@ class TrainingSpec(_Strict):
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: list[Gate] = Field(default_factory=list)
+    tuning: TuningSpec | None = None
     _base_dir: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -273,6 +286,31 @@ class TrainingSpec(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _tuning_fits(self) -> TrainingSpec:
+        if self.tuning is None:
+            return self
+        model = self.model
+        check_tuning(self.tuning, model.type, model.task, self.compute.kind, TASK_METRICS[model.task])
+        document = model.model_dump(mode="json")
+        for path, param in self.tuning.space.items():
+            for value in param.values():
+                try:
+                    type(model).model_validate(with_values(document, {path: value}))
+                except ValidationError as exc:
+                    raise ValueError(
+                        f"tuning.space.{path}: the value {value!r} makes an invalid model: "
+                        f"{format_errors(exc, prefix='model')}"
+                    ) from None
+        return self
+
+    def with_model(self, model_document: dict[str, Any]) -> TrainingSpec:
+        """This spec with another (validated) model section, reading data from the same folder."""
+        data = {**self.model_dump(mode="json"), "model": model_document, "gates": [str(g) for g in self.gates]}
+        other = TrainingSpec.model_validate(data)
+        other._base_dir = self._base_dir
+        return other
+
     @property
     def xgboost_model(self) -> XGBoostModel:
         """`model` of an XGBoost spec (typed for the XGBoost trainers)."""
@@ -305,11 +343,14 @@ class TrainingSpec(_Strict):
         return data
 
 
-def format_errors(exc: ValidationError) -> str:
+def format_errors(exc: ValidationError, prefix: str = "") -> str:
     parts = []
     for err in exc.errors()[:10]:
-        loc = ""
-        for item in err["loc"]:
+        loc = prefix
+        where = list(err["loc"])
+        if where[:2] == ["tuning", "space"] and len(where) > 3 and where[3] in ("float", "int", "categorical"):
+            del where[3]  # a space entry's type tag: `tuning.space.model.lr`, not `tuning.space.model.lr.float`
+        for item in where:
             if loc == "model" and item in ("xgboost", "pytorch"):
                 continue  # the union's tag: `model.task`, not `model.xgboost.task`
             loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))

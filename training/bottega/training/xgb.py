@@ -15,8 +15,9 @@ from bottega.core.extras import require
 from bottega.training.data import TrainingData
 from bottega.training.spec import TrainingSpec
 
-IterationCallback = Callable[[int, dict[str, float]], None]
-"""Called after each boosting round with (round index, {"train.logloss": ..., "eval.auc": ...})."""
+IterationCallback = Callable[[int, dict[str, float]], bool | None]
+"""Called after each boosting round with (round index, {"train.logloss": ..., "eval.auc": ...}); returning True
+stops training after this round (tuning prunes trials this way)."""
 
 OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
 # XGBoost stops early on the LAST metric of the list.
@@ -74,9 +75,7 @@ def train_xgboost(
                     latest[f"{data_name}.{metric}"] = float(value[0] if isinstance(value, tuple) else value)
             for key, value in latest.items():
                 history.setdefault(key, []).append(value)
-            if on_iteration is not None:
-                on_iteration(epoch, latest)
-            return False
+            return bool(on_iteration(epoch, latest)) if on_iteration is not None else False
 
     booster = xgb.train(
         params,

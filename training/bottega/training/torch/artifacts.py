@@ -17,7 +17,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottega.training.artifacts import PERMUTATION_MAX_ROWS, BuiltArtifacts, report_metrics, spec_text, write_json
+from bottega.training.artifacts import (
+    PERMUTATION_MAX_ROWS,
+    BuiltArtifacts,
+    report_metrics,
+    slices_of,
+    spec_text,
+    write_json,
+)
 from bottega.training.evaluate import evaluate, finite, scalar_metrics
 from bottega.training.report import feature_report, importance_score, permutation_importance
 
@@ -67,8 +74,15 @@ def importance(spec: TrainingSpec, data: TrainingData, net: TabularNet) -> dict[
     return {"permutation": scores, "permutation_rows": int(rows.size)}
 
 
-def build_torch_artifacts(spec: TrainingSpec, data: TrainingData, trained: TorchTrained, root: Path) -> BuiltArtifacts:
-    """Evaluate the network and write every artifact under `root`."""
+def build_torch_artifacts(
+    spec: TrainingSpec,
+    data: TrainingData,
+    trained: TorchTrained,
+    root: Path,
+    slices: dict[str, list[Any]] | None = None,
+) -> BuiltArtifacts:
+    """Evaluate the network and write every artifact under `root`; `slices` (from `load_slices`) add the metrics
+    per slice value."""
     import torch
 
     from bottega.training.torch.export import export_torch_onnx
@@ -108,6 +122,8 @@ def build_torch_artifacts(spec: TrainingSpec, data: TrainingData, trained: Torch
         "onnx": exported.to_dict(),
         "warnings": warnings,
     }
+    if slices:
+        evaluation["slices"] = slices_of(spec, data, native, slices)
     write_json(root / "feature_report.json", features)
     write_json(root / "history.json", {k: [finite(v) for v in values] for k, values in trained.history.items()})
     (root / "spec.yaml").write_text(spec_text(spec))

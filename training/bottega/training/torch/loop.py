@@ -23,8 +23,9 @@ from torch import nn
 
 from bottega.training.torch.nets import TabularNet
 
-EpochCallback = Callable[[int, dict[str, float]], None]
-"""Called on rank 0 after each epoch with (epoch index, {"train.loss": ..., "eval.loss": ..., "eval.auc": ...})."""
+EpochCallback = Callable[[int, dict[str, float]], bool | None]
+"""Called on rank 0 after each epoch with (epoch index, {"train.loss": ..., "eval.loss": ..., "eval.auc": ...});
+returning True stops training after this epoch (tuning prunes trials this way)."""
 
 EVAL_BATCH = 65_536
 
@@ -208,13 +209,14 @@ def fit(
             metrics = {"train.loss": float(totals[0] / max(float(totals[1]), 1.0)), **evaluate_epoch(net, *held)}
             for key, value in metrics.items():
                 history.setdefault(key, []).append(value)
-            if on_epoch is not None:
-                on_epoch(epoch, metrics)
+            asked_to_stop = on_epoch is not None and bool(on_epoch(epoch, metrics))
             if metrics["eval.loss"] < best_loss:
                 best_loss, best_epoch = metrics["eval.loss"], epoch
                 if loop.patience is not None:
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             elif loop.patience is not None and epoch - best_epoch >= loop.patience:
+                stop[0] = 1
+            if asked_to_stop:
                 stop[0] = 1
         if int(talk.from_rank0(stop)[0]):
             break

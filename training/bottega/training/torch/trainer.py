@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,6 +191,19 @@ def train_local(spec: TrainingSpec, data: TrainingData, on_epoch: EpochCallback 
     )
 
 
+def _ignoring_stop(on_epoch: EpochCallback | None) -> Callable[[int, dict[str, float]], None] | None:
+    """The callback for the launchers, which report the workers' epochs but cannot stop them (tuning trains
+    locally)."""
+    if on_epoch is None:
+        return None
+    callback = on_epoch
+
+    def deliver(epoch: int, metrics: dict[str, float]) -> None:
+        callback(epoch, metrics)
+
+    return deliver
+
+
 def train_distributed(spec: TrainingSpec, data: TrainingData, on_epoch: EpochCallback | None = None) -> TorchTrained:
     """Hand the data to `compute.processes` DDP or Horovod workers as Parquet in a temporary folder and read back
     rank 0's state dict."""
@@ -207,7 +221,7 @@ def train_distributed(spec: TrainingSpec, data: TrainingData, on_epoch: EpochCal
         folder = Path(tmp)
         parts = {"train": (data.train.features, data.train.label), "eval": (data.eval.features, data.eval.label)}
         write_job(folder, {"net": config.to_dict(), "loop": loop.to_dict()}, parts)
-        result = launch(compute.kind, compute.processes, folder, on_epoch)
+        result = launch(compute.kind, compute.processes, folder, _ignoring_stop(on_epoch))
         state = torch.load(folder / STATE, map_location="cpu", weights_only=True)
     return TorchTrained(
         net=build_net(config, state),
