@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from live_server import BIN, LiveServer, live_server
 from live_serving import LiveServing, live_serving
-from serving_models import TinyModel, register_tree, train_tiny
+from serving_models import TinyModel, register_pyml, register_tree, train_tiny, write_pyml
 
 from bottega.core.errors import InvalidInput, NotFound
 from bottega.sdk import Client
@@ -227,3 +227,48 @@ def test_a_corrupt_artifact_is_refused_and_the_old_version_keeps_serving(
 
         client.deployments.rollback(PROJECT, "eta", reason="back to v1")
         serving.wait_for(lambda s: "eats/eta" not in s.ready()["errors"], what="the error cleared")
+
+
+PYML = """
+import json, os
+
+def load(path):
+    return json.loads(open(os.path.join(path, "weights.json")).read())
+
+def predict(rows):
+    return [2.0 * row["a"] + row["b"] for row in rows]
+"""
+
+
+def test_a_custom_python_model_crash_fails_only_that_model(api: LiveServer, client: Client, tmp_path: Path) -> None:
+    import psutil
+
+    tree = train_tiny("binary")
+    register_tree(client, PROJECT, "eta", tree, tmp_path / "v1")
+    folder = write_pyml(tmp_path / "pyml", PYML, extra={"weights.json": b"{}"})
+    register_pyml(client, PROJECT, "custom", folder, [("a", "float64"), ("b", "int64")])
+    client.deployments.create(PROJECT, "eta", {"targets": [{"model": "eta", "version": 1, "weight": 100}]})
+    client.deployments.create(PROJECT, "custom", {"targets": [{"model": "custom", "version": 1, "weight": 100}]})
+    env = {"BOTTEGA_SPOOL_DIR": str(tmp_path / "spool"), "BOTTEGA_SERVE_CACHE": str(tmp_path / "cache")}
+    with live_serving(api, tmp_path / "serve", extra_env=env) as serving:
+        serving.wait_for(lambda s: len(s.ready()["deployments"]) == 2, timeout=60, what="both deployments")
+        answer = serving.predict("custom", [{"a": 1.5, "b": 2}, {"a": -1.0, "b": 0}])
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == [5.0, -2.0]
+
+        workers = [
+            p
+            for p in psutil.Process(serving.process.pid).children(recursive=True)
+            if "pyml_worker" in " ".join(p.cmdline())
+        ]
+        assert len(workers) == 1, "one isolated worker process for the custom model"
+        workers[0].kill()
+        codes: Counter[int] = Counter()
+        tree_codes: Counter[int] = Counter()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            codes[serving.predict("custom", [{"a": 1.0, "b": 1}]).status_code] += 1
+            tree_codes[serving.predict("eta", rows(tree, 1)).status_code] += 1
+        assert set(tree_codes) == {200}, tree_codes  # the other model never noticed
+        assert set(codes) <= {200, 503}, codes
+        assert serving.predict("custom", [{"a": 1.0, "b": 1}]).json()["predictions"] == [3.0]  # restarted
