@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -9,9 +10,22 @@ from typing import Any
 from sqlalchemy import ColumnElement, CursorResult, Select, func, select, text, update
 from sqlalchemy.orm import Session
 
-from bottega.api.db.tables import Deployment, DeploymentRevision, Membership, Model, ModelAlias, ModelVersion, Project
+from bottega.api.db.tables import (
+    Deployment,
+    DeploymentRevision,
+    JobSchedule,
+    Membership,
+    Model,
+    ModelAlias,
+    ModelVersion,
+    Project,
+)
+from bottega.api.jobs import cron
 
 LATEST = "latest"
+BATCH_JOB_TYPE = "serving.batch_score"
+SCHEDULE_PREFIX = "deployment."
+SCHEDULE_NAME_MAX = 63
 Change = tuple[DeploymentRevision, Deployment, str]
 
 
@@ -85,6 +99,69 @@ def lock_change_sequence(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE deployment_revisions IN EXCLUSIVE MODE"))
+
+
+# The job schedule of a batch deployment (the jobs tables are the contract, as the registry's are).
+
+
+def schedule_name(deployment: str) -> str:
+    """The name of a batch deployment's job schedule: `deployment.<name>`, shortened with a hash when too long."""
+    name = SCHEDULE_PREFIX + deployment
+    if len(name) <= SCHEDULE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(deployment.encode()).hexdigest()[:8]
+    keep = SCHEDULE_NAME_MAX - len(SCHEDULE_PREFIX) - len(digest) - 1
+    return f"{SCHEDULE_PREFIX}{deployment[:keep]}.{digest}"
+
+
+def job_schedule(session: Session, project_id: int, name: str) -> JobSchedule | None:
+    query = select(JobSchedule).where(JobSchedule.project_id == project_id, JobSchedule.name == name)
+    return session.scalar(query)
+
+
+def upsert_batch_schedule(
+    session: Session,
+    project_id: int,
+    name: str,
+    params: dict[str, Any],
+    expression: str,
+    *,
+    active: bool,
+    user: str,
+    now: datetime,
+) -> str | None:
+    """Make the schedule `name` fire `serving.batch_score` with `params` on `expression` while `active`, and not
+    fire while inactive. Returns "created", "updated" or None (nothing to change)."""
+    row = job_schedule(session, project_id, name)
+    if row is None:
+        if not active:
+            return None
+        row = JobSchedule(
+            project_id=project_id,
+            name=name,
+            job_type=BATCH_JOB_TYPE,
+            params=params,
+            cron=expression,
+            enabled=True,
+            next_run_at=cron.next_after(expression, now),
+            created_by=user,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return "created"
+    changed = row.cron != expression or row.enabled != active
+    if not active:
+        row.next_run_at = None
+    elif changed or row.next_run_at is None:  # occurrences missed while paused are not caught up
+        row.next_run_at = cron.next_after(expression, now)
+    row.cron, row.enabled = expression, active
+    if not changed:
+        return None
+    row.updated_at = now
+    session.flush()
+    return "updated"
 
 
 # The registry, read directly (its tables are the contract; its service belongs to another domain).

@@ -261,6 +261,37 @@ def _audit(
     record(session, principal, action, target, project=project, summary=summary, details=details)
 
 
+def _sync_schedule(
+    session: Session, principal: Principal, project: Project, name: str, spec: dict[str, Any], active: bool
+) -> None:
+    """A batch deployment fires `serving.batch_score` on its cron through a job schedule kept in step here:
+    created with the deployment, changed with its spec, disabled while it is undeployed."""
+    schedule = repo.schedule_name(name)
+    params = {"deployment": name}
+    existing = repo.job_schedule(session, project.id, schedule)
+    if existing is not None and (existing.job_type != repo.BATCH_JOB_TYPE or existing.params != params):
+        raise Conflict(
+            f"job schedule {schedule!r} in project {project.name!r} is not batch deployment {name!r}'s, but a "
+            "batch deployment's cron needs that name: rename or delete that schedule, then try again"
+        )
+    expression = str(spec["schedule"])
+    change = repo.upsert_batch_schedule(
+        session, project.id, schedule, params, expression, active=active, user=principal.user, now=utcnow()
+    )
+    if change is None:
+        return
+    state = "" if active else " (disabled: undeployed)"
+    record(
+        session,
+        principal,
+        "job.schedule.create" if change == "created" else "job.schedule.update",
+        f"project:{project.name}/job-schedule:{schedule}",
+        project=project.name,
+        summary=f"{change} by deployment {name}: {repo.BATCH_JOB_TYPE} at {expression!r}{state}",
+        details={"deployment": name, "job_type": repo.BATCH_JOB_TYPE, "cron": expression, "enabled": active},
+    )
+
+
 def create(
     session: Session, principal: Principal, project_name: str, body: OnlineDeploymentCreate | BatchDeploymentCreate
 ) -> DeploymentRead:
@@ -298,6 +329,8 @@ def create(
     )
     session.add(row)
     session.flush()
+    if body.kind == "batch":
+        _sync_schedule(session, principal, project, body.name, spec, True)
     summary = f"created {body.kind} deployment {body.name} (revision 1)" + (f": {body.reason}" if body.reason else "")
     _audit(
         session,
@@ -369,6 +402,8 @@ def update(
     redeploy = not deployment.active
     spec = _validated(session, project, deployment.kind, body.spec)
     row = _append(session, principal, deployment, expected, spec=spec, active=True, reason=body.reason)
+    if deployment.kind == "batch":
+        _sync_schedule(session, principal, project, name, spec, True)
     verb = "redeployed" if redeploy else "updated"
     summary = f"{verb} {name}: revision {expected} -> {row.revision}" + (f": {body.reason}" if body.reason else "")
     _audit(
@@ -420,6 +455,8 @@ def rollback(
         reason=body.reason,
         rolled_back_from=restore,
     )
+    if deployment.kind == "batch":
+        _sync_schedule(session, principal, project, name, spec, source.active)
     summary = f"rolled {name} back to revision {restore}: revision {base} -> {row.revision}"
     summary += f": {body.reason}" if body.reason else ""
     _audit(
@@ -451,6 +488,8 @@ def undeploy(
         raise Conflict(f"deployment {name!r} is already undeployed (revision {base})")
     current = _current(session, deployment)
     row = _append(session, principal, deployment, base, spec=current.spec, active=False, reason=reason)
+    if deployment.kind == "batch":
+        _sync_schedule(session, principal, project, name, current.spec, False)
     summary = f"undeployed {name}: revision {base} -> {row.revision}" + (f": {reason}" if reason else "")
     _audit(
         session,
