@@ -212,13 +212,16 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[dict[str, Any]]]:
 
 def write_online(online: OnlineStore, schema: GroupSchema, latest: Any, *, chunk: int = ONLINE_CHUNK) -> int:
     """Write rows from `latest_per_entity` to the online store through the driver, `chunk` rows at a time (one
-    Spark partition of about `chunk` rows is fetched while the previous one is written)."""
+    Spark partition of about `chunk` rows is fetched while the previous one is written), each chunk as one Arrow
+    table through the store's columnar `write_table` (the same path the DuckDB engine uses)."""
+    import pyarrow as pa
+
     online.create_group(schema)
     count = latest.count()
     if not count:
         return 0
     parts = latest.coalesce(max(1, -(-count // chunk))).toLocalIterator(prefetchPartitions=True)
-    return sum(online.write_batch(schema, part) for part in _chunks(parts, chunk))
+    return sum(online.write_table(schema, pa.Table.from_pylist(part)) for part in _chunks(parts, chunk))
 
 
 def run_batch_spark(
