@@ -13,6 +13,7 @@ carries the full rate.
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -59,34 +60,80 @@ def definitions(topic: str) -> tuple[Any, Any]:
     return group, group.schema_for(PROJECT, entity)
 
 
-def run_processor(params: dict[str, Any]) -> dict[str, Any]:
-    """The child process: Bottega's stream processor until the topic has been idle for `idle_timeout_s`."""
-    from bottega.feature_store.offline.store import OfflineStore
-    from bottega.feature_store.streaming.processor import run
+def _online(params: dict[str, Any]) -> Any:
     from fsbench.ours import open_store
 
-    group, schema = definitions(params["topic"])
     workdir = Path(params["workdir"])
     if params["store"] == "sqlite":  # the parent emptied the file; the reader opens it too
         from bottega.feature_store.online.sqlite import SqliteOnlineStore
 
-        online: Any = SqliteOnlineStore(workdir / "bottega_online.db")
-    else:
-        online = open_store("cassandra", workdir, params.get("cassandra_hosts"), params.get("keyspace"))
-    started = time.perf_counter()
+        return SqliteOnlineStore(workdir / "bottega_online.db")
+    return open_store("cassandra", workdir, params.get("cassandra_hosts"), params.get("keyspace"))
+
+
+WORKERS_ENV = "BOTTEGA_BENCH_STREAM_WORKERS"
+
+
+def workers_of(params: dict[str, Any]) -> int:
+    """Processor processes: `workers` in the params, else the environment's BOTTEGA_BENCH_STREAM_WORKERS, else one
+    (several workers re-process a batch not yet committed when the group rebalances, so counts vary); SQLite: one."""
+    if params["store"] == "sqlite":
+        return 1
+    return max(1, int(params.get("workers") or os.environ.get(WORKERS_ENV) or 1))
+
+
+def run_processor(params: dict[str, Any]) -> dict[str, Any]:
+    """The child process: Bottega's stream processor until the topic has been idle for `idle_timeout_s`, as
+    `workers_of(params)` processes in one consumer group (each gets its share of the partitions, as separate stream
+    workers would: one per partition uses the cores a single Python process cannot); the offline files are compacted
+    once, after all of them stopped."""
+    import multiprocessing
+
+    from bottega.feature_store.offline.store import OfflineStore
+
+    workers = workers_of(params)
+    if workers == 1:
+        return process_stream(params, compact=True)
+    _, schema = definitions(params["topic"])
+    online = _online(params)
+    try:
+        online.create_group(schema)  # once, before the workers' own (idempotent) creation
+    finally:
+        online.close()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        results = pool.map(process_stream, [params] * workers)
+    OfflineStore(Path(params["workdir"]) / "stream_offline").compact(schema)
+    total: dict[str, Any] = {
+        k: sum(r[k] for r in results) for k in results[0] if k not in ("seconds", "cpu_us_per_event")
+    }
+    total["seconds"] = max(r["seconds"] for r in results)
+    total["cpu_us_per_event"] = total["cpu_s"] / total["consumed"] * 1e6 if total["consumed"] else None
+    return {**total, "workers": workers, "per_worker": results}
+
+
+def process_stream(params: dict[str, Any], compact: bool = False) -> dict[str, Any]:
+    """One stream processor (one process); compacting only when it is the only one."""
+    from bottega.feature_store.offline.store import OfflineStore
+    from bottega.feature_store.streaming.processor import run
+
+    group, schema = definitions(params["topic"])
+    online = _online(params)
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         stats = run(
             group,
             schema,
             params["bootstrap"],
             params["group_id"],
-            OfflineStore(workdir / "stream_offline"),
+            OfflineStore(Path(params["workdir"]) / "stream_offline"),
             online,
             idle_timeout_s=params["idle_timeout_s"],
             batch_size=params["batch_size"],
+            compact_every_s=300.0 if compact else None,  # concurrent compactions of one group would collide
         )
     finally:
         online.close()
+    cpu = time.process_time() - cpu_started  # every thread: the measure the machine's other load disturbs least
     return {
         "consumed": stats.consumed,
         "emitted": stats.emitted,
@@ -95,6 +142,8 @@ def run_processor(params: dict[str, Any]) -> dict[str, Any]:
         "dead_lettered": stats.dead_lettered,
         "batches": stats.batches,
         "seconds": time.perf_counter() - started,
+        "cpu_s": cpu,
+        "cpu_us_per_event": cpu / stats.consumed * 1e6 if stats.consumed else None,
         "peak_rss_mb": peak_rss_mb(),
     }
 

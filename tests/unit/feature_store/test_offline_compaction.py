@@ -110,3 +110,33 @@ def test_an_interrupted_compaction_reads_the_same(store: OfflineStore, tmp_path:
 def test_min_files_leaves_small_partitions_alone(store: OfflineStore) -> None:
     assert store.compact(SCHEMA, min_files=3) == 3
     assert [len(v) for v in files(store).values()] == [1, 2]
+
+
+def test_the_join_skips_de_duplication_only_when_every_partition_has_one_file(store: OfflineStore) -> None:
+    assert not store.unique_files(store.files(SCHEMA))  # appended corrections: the join must de-duplicate
+    joined = training(store)
+    store.compact(SCHEMA)
+    assert store.unique_files(store.files(SCHEMA))  # one folded file per day: read without the de-duplication pass
+    assert training(store) == joined == [3, 4, 5]
+    store.append(SCHEMA, batch([(1, 1, 7)]))  # a second file in a day: de-duplicate again, the latest write wins
+    assert not store.unique_files(store.files(SCHEMA))
+    assert training(store) == [7, 4, 5]
+
+
+def test_a_unique_append_skips_the_batch_de_duplication(tmp_path: Path) -> None:
+    store = OfflineStore(tmp_path / "offline")
+    assert store.append(SCHEMA, batch([(1, 0, 1), (2, 0, 2), (1, 1, 3)]), unique=True) == 3
+    assert store.unique_files(store.files(SCHEMA))
+    assert training(store) == [3, 2, 3]
+
+
+def test_a_second_compaction_at_the_same_time_skips(store: OfflineStore) -> None:
+    import fcntl
+
+    before = files(store)
+    with open(store.group_dir(SCHEMA) / ".compact.lock", "a") as held:  # as another worker compacting right now
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert store.compact(SCHEMA) == 0
+        assert files(store) == before
+    assert store.compact(SCHEMA) == 5  # the lock is free again
+    assert [len(v) for v in files(store).values()] == [1, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import pickle
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,6 +248,18 @@ def test_random_stream_matches_a_brute_force_reference_and_replay_rebuilds_revis
     assert live.add(*nxt).rows == replayed.add(*nxt).rows
 
 
+def test_state_survives_pickling_as_the_spark_path_keeps_it() -> None:
+    spec = WindowSpec.from_group(make_group(lateness="15m"))
+    live = WindowAggregator(spec)
+    for minute in (0, 5, 30, 31, 90):
+        live.add((minute % 2,), at(minute), fields(float(minute)))
+    restored = pickle.loads(pickle.dumps(live))
+    assert (restored.entity_count, restored.event_count, restored.watermark_us) == (2, 4, live.watermark_us)
+    for agg in (live, restored):  # an out-of-order event re-emits the same corrections from either
+        assert agg.prune() == 1  # the event at 5 min: at or before 90 - 15 - 60 = 15 (0 went when 90 came)
+    assert live.add((1,), at(80), fields(1.0)).rows == restored.add((1,), at(80), fields(1.0)).rows
+
+
 def test_declared_feature_types_must_hold_the_aggregate() -> None:
     with pytest.raises(ValueError, match="mean"):
         WindowSpec.from_group(make_group([("m", "mean", "rating", "1h", ValueType.int)]))
@@ -278,6 +291,21 @@ def test_events_decode_with_epoch_millis_or_iso_timestamps() -> None:
     assert from_micros(iso.ts_us) == datetime(2026, 11, 24, 8, 30, 0, 250_000, tzinfo=UTC)
     assert iso.fields["city"] is None
     assert decoder().decode(encode(ts="2026-11-24T08:30:00Z")).ts_us == at(30)
+
+
+def test_fast_and_standard_parsing_agree() -> None:
+    # values already of their type pass as they are; others are converted or rejected as before
+    assert decoder().decode(encode(driver_id=3.0, fare=2)).keys == (3,)
+    assert type(decoder().decode(encode(fare=2)).fields["fare"]) is float
+    with pytest.raises(BadEvent, match="bad_field"):
+        decoder().decode(encode(rating=True))  # a boolean is not an int
+    with pytest.raises(BadEvent, match="bad_key"):
+        decoder().decode(encode(driver_id=False))
+    # an integer beyond 64 bits (which a fast parser may refuse) still decodes like the standard parser does
+    assert decoder().decode(encode(driver_id=2**70)).keys == (2**70,)
+    assert decoder().decode(encode()).fields == fields()
+    with pytest.raises(BadEvent, match="not_object"):
+        decoder().decode(b"null")
 
 
 @pytest.mark.parametrize(

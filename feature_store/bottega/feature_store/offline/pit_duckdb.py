@@ -75,45 +75,68 @@ def point_in_time_join(
     *,
     timestamp_column: str = "timestamp",
 ) -> Any:
-    """The label table (pyarrow or pandas) with one column per feature, rows in label order, as a pyarrow Table."""
+    """The label table (pyarrow or pandas) with one column per feature, rows in label order, as a pyarrow Table.
+
+    Only the label columns the join needs (entity keys, timestamp) go through DuckDB, and only the requested
+    features are read; each group is one ASOF join whose result is put back in label order by row number."""
     import duckdb
     import pyarrow as pa
 
     groups = plan_groups(features, schemas)
     table = _as_arrow(labels)
     check_labels(table, timestamp_column, groups)
-    table = table.append_column(ROW, pa.array(range(table.num_rows), type=pa.int64()))
+    needed = list(dict.fromkeys([*(k for schema, _ in groups for k in schema.key_names), timestamp_column]))
+    probe = table.select(needed).append_column(ROW, pa.array(range(table.num_rows), type=pa.int64()))
     con = duckdb.connect()
     try:
-        con.register("labels", table)
-        ctes, joins, selects = [], [], []
-        ts = f"labels.{_q(timestamp_column)}"
+        con.register("labels", probe)
         for i, (schema, refs) in enumerate(groups):
-            alias = f"g{i}"
-            ctes.append(f"{alias} AS ({_group_rows(con, store, schema, alias)})")
-            equal = " AND ".join(
-                f"CAST(labels.{_q(k)} AS {DUCK_TYPES[t.value]}) = {alias}.{_q(k)}" for k, t in schema.entity_keys
-            )
-            joins.append(f"ASOF LEFT JOIN {alias} ON {equal} AND {ts} >= {alias}.event_time")
-            max_us = int(schema.max_age.total_seconds() * 1_000_000)
-            fresh = f"epoch_us({ts}) - epoch_us({alias}.event_time) <= {max_us}"
-            for ref in refs:
-                selects.append(f"CASE WHEN {fresh} THEN {alias}.{_q(ref.feature)} END AS {_q(column_name(ref))}")
-        sql = (
-            f"WITH {', '.join(ctes)} SELECT labels.* EXCLUDE ({_q(ROW)}), {', '.join(selects)} "
-            f"FROM labels {' '.join(joins)} ORDER BY labels.{_q(ROW)}"
-        )
-        return con.sql(sql).to_arrow_table()
+            columns = _join_group(con, store, schema, refs, f"g{i}", timestamp_column)
+            for name, column in zip(_columns(refs), columns, strict=True):
+                table = table.append_column(name, column)
+        return table
     finally:
         con.close()
 
 
-def _group_rows(con: Any, store: OfflineStore, schema: GroupSchema, alias: str) -> str:
-    """SQL for a group's rows, one per (entity keys, event_time)."""
-    columns = ", ".join(_q(c) for c in [*schema.key_names, *(n for n, _ in schema.features), "event_time"])
-    if not store.has_data(schema):
+def _columns(refs: list[FeatureRef]) -> list[str]:
+    return [column_name(ref) for ref in refs]
+
+
+def _join_group(
+    con: Any, store: OfflineStore, schema: GroupSchema, refs: list[FeatureRef], alias: str, timestamp_column: str
+) -> list[Any]:
+    """One group's feature columns for the registered `labels`, in label order."""
+    import pyarrow.compute as pc
+
+    ts = f"labels.{_q(timestamp_column)}"
+    equal = " AND ".join(
+        f"CAST(labels.{_q(k)} AS {DUCK_TYPES[t.value]}) = {alias}.{_q(k)}" for k, t in schema.entity_keys
+    )
+    max_us = int(schema.max_age.total_seconds() * 1_000_000)
+    fresh = f"epoch_us({ts}) - epoch_us({alias}.event_time) <= {max_us}"
+    selects = [f"CASE WHEN {fresh} THEN {alias}.{_q(ref.feature)} END AS {_q(column_name(ref))}" for ref in refs]
+    rows = _group_rows(con, store, schema, [ref.feature for ref in refs], alias)
+    sql = (
+        f"WITH {alias} AS ({rows}) SELECT labels.{_q(ROW)}, {', '.join(selects)} "
+        f"FROM labels ASOF LEFT JOIN {alias} ON {equal} AND {ts} >= {alias}.event_time"
+    )
+    result = con.sql(sql).to_arrow_table()
+    order = pc.sort_indices(result.column(ROW))  # ASOF joins do not keep the probe order
+    result = result.take(order)
+    return [result.column(name).combine_chunks() for name in _columns(refs)]
+
+
+def _group_rows(con: Any, store: OfflineStore, schema: GroupSchema, wanted: list[str], alias: str) -> str:
+    """SQL for a group's rows (keys, the wanted features, event_time), one per (entity keys, event_time)."""
+    columns = ", ".join(_q(c) for c in [*schema.key_names, *dict.fromkeys(wanted), "event_time"])
+    files = store.files(schema)
+    if not files:
         con.register(f"{alias}_empty", store.read(schema))
         return f"SELECT {columns} FROM {alias}_empty"
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    if store.unique_files(files):  # one file per date partition: (keys, event_time) is unique already
+        return f"SELECT {columns} FROM read_parquet([{listed}], hive_partitioning = false)"
     keys = ", ".join(_q(c) for c in [*schema.key_names, "event_time"])
-    source = f"read_parquet('{store.files_glob(schema)}', filename = true, hive_partitioning = false)"
+    source = f"read_parquet([{listed}], filename = true, hive_partitioning = false)"
     return f"SELECT {columns} FROM {source} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC) = 1"

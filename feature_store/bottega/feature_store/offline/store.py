@@ -6,7 +6,8 @@ changes nothing (what batch pipelines do). Within one batch, duplicates keep the
 with a time-sortable prefix and readers (`read`, the point-in-time joins) take the latest-written row of each
 (entity keys, event_time), so appending a correction or re-appending a batch never changes what is read.
 `compact` folds a partition's files into one with those same rows, keeping the file count of appended partitions
-small; it is safe beside appends (see there).
+small; it is safe beside appends (see there) and beside another compaction (a lock file per group: the second one
+skips).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,18 @@ class OfflineStore:
 
     def has_data(self, schema: GroupSchema) -> bool:
         return any(self.group_dir(schema).glob("event_date=*/*.parquet"))
+
+    def files(self, schema: GroupSchema) -> list[Path]:
+        """The group's data files now, sorted (by partition, then write order)."""
+        return sorted(self.group_dir(schema).glob("event_date=*/*.parquet"))
+
+    @staticmethod
+    def unique_files(files: list[Path]) -> bool:
+        """Whether these files hold each (entity keys, event_time) at most once: true when no date partition has
+        more than one of them, since every file is written without such duplicates (`append` de-duplicates its
+        batch, `upsert` and `compact` their partition) and a key's rows at one time share a partition."""
+        parents = [f.parent for f in files]
+        return len(set(parents)) == len(parents)
 
     def conform(self, schema: GroupSchema, table: Any) -> Any:
         """The rows as a pyarrow Table with the group's columns and types, event_time in UTC microseconds."""
@@ -95,9 +110,12 @@ class OfflineStore:
         finally:
             con.close()
 
-    def append(self, schema: GroupSchema, rows: Any) -> int:
-        """Add rows (a batch's duplicates on (entity keys, event_time) keep their last occurrence)."""
-        table = self.dedupe(schema, self.conform(schema, rows))
+    def append(self, schema: GroupSchema, rows: Any, *, unique: bool = False) -> int:
+        """Add rows (a batch's duplicates on (entity keys, event_time) keep their last occurrence). `unique=True`
+        says the caller guarantees no such duplicates (the stream processor's batches): no de-duplication pass."""
+        table = self.conform(schema, rows)
+        if not unique:
+            table = self.dedupe(schema, table)
         for day, part in self._by_date(table).items():
             self._write_partition(part, self.group_dir(schema) / f"event_date={day}")
         return int(table.num_rows)
@@ -143,16 +161,17 @@ class OfflineStore:
         (empty with the right columns when there is none)."""
         import duckdb
 
-        if not self.has_data(schema):
+        files = self.files(schema)
+        if not files:
             return self.conform(schema, _empty(schema))
         keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
+        listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        source = f"read_parquet([{listed}], hive_partitioning = false, filename = true)"
+        latest = f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC) = 1"
         con = duckdb.connect()
-        try:
-            return con.sql(
-                f"SELECT * EXCLUDE (event_date, filename) FROM read_parquet('{self.files_glob(schema)}', "
-                f"hive_partitioning = true, filename = true) "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC) = 1"
-            ).to_arrow_table()
+        try:  # one file per partition: (keys, event_time) is unique already, no de-duplication pass
+            sql = f"SELECT * EXCLUDE (filename) FROM {source} {'' if self.unique_files(files) else latest}"
+            return con.sql(sql).to_arrow_table()
         finally:
             con.close()
 
@@ -162,6 +181,35 @@ class OfflineStore:
         The folded file keeps the latest-written row of each (entity keys, event_time) and is named right after the
         newest file it replaces, so a file appended meanwhile (named later) still wins over it, and a reader that
         sees both the old files and the folded one reads the same rows. The old files are removed last."""
+        with self._compaction_lock(schema) as locked:
+            return self._compact(schema, min_files) if locked else 0
+
+    @contextmanager
+    def _compaction_lock(self, schema: GroupSchema) -> Iterator[bool]:
+        """An exclusive, non-blocking lock on the group's compaction (several stream workers of one group share
+        its files; two compactions of a partition at once would delete each other's inputs): False when another
+        process holds it, and that one compacts."""
+        directory = self.group_dir(schema)
+        if not directory.exists():
+            yield True
+            return
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, run one compacting worker per group
+            yield True
+            return
+        with open(directory / ".compact.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _compact(self, schema: GroupSchema, min_files: int) -> int:
         import duckdb
 
         keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])

@@ -25,10 +25,11 @@ Semantics (times are integer epoch microseconds):
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from heapq import heappop, heappush
 from typing import Any
 
 from bottega.feature_store.definitions import StreamingFeatureGroup
@@ -94,26 +95,6 @@ def check_output(name: str, function: str, field_type: ValueType | None, dtype: 
 
 
 @dataclass(frozen=True)
-class _Entry:
-    ts: int
-    seq: int
-    fields: Mapping[str, Any]
-
-
-def _order(entry: _Entry) -> tuple[int, int]:
-    return (entry.ts, entry.seq)
-
-
-def _ts(entry: _Entry) -> int:
-    return entry.ts
-
-
-def _window(entries: list[_Entry], at_us: int, window_us: int) -> list[_Entry]:
-    """The entries with `at_us - window_us < ts <= at_us` (entries are sorted by time)."""
-    return entries[bisect_right(entries, at_us - window_us, key=_ts) : bisect_right(entries, at_us, key=_ts)]
-
-
-@dataclass(frozen=True)
 class Row:
     """One output row: the entity's keys, its event time (epoch µs), the aggregation values, the revision."""
 
@@ -132,26 +113,6 @@ class AddResult:
     watermark_us: int | None = None
 
 
-def aggregate(spec: AggSpec, entries: Sequence[_Entry]) -> Any:
-    """One aggregation over the entries of a window (sorted by event time, then arrival)."""
-    if spec.function == "count" and spec.field is None:
-        return _cast(spec.dtype, len(entries))
-    assert spec.field is not None
-    if spec.function == "last":
-        return _cast(spec.dtype, entries[-1].fields.get(spec.field)) if entries else None
-    values = [v for e in entries if (v := e.fields.get(spec.field)) is not None]
-    if spec.function == "count":
-        return _cast(spec.dtype, len(values))
-    if not values:
-        return None
-    if spec.function == "sum":
-        total = sum(values) if all(isinstance(v, int) for v in values) else math.fsum(values)
-        return _cast(spec.dtype, total)
-    if spec.function == "mean":
-        return math.fsum(values) / len(values)
-    return _cast(spec.dtype, min(values) if spec.function == "min" else max(values))
-
-
 def _cast(dtype: ValueType, value: Any) -> Any:
     if value is None:
         return None
@@ -162,14 +123,93 @@ def _cast(dtype: ValueType, value: Any) -> Any:
     return value
 
 
+def evaluator(spec: AggSpec) -> Callable[[list[Mapping[str, Any]]], Any]:
+    """A function of a window's event fields (sorted by event time, then arrival) computing one aggregation."""
+    function, name, dtype = spec.function, spec.field, spec.dtype
+    if function == "count" and name is None:
+        return lambda window: _cast(dtype, len(window))
+    assert name is not None
+    field = name
+    if function == "last":
+        return lambda window: _cast(dtype, window[-1].get(field)) if window else None
+
+    def evaluate(window: list[Mapping[str, Any]]) -> Any:
+        values = [v for f in window if (v := f.get(field)) is not None]
+        if function == "count":
+            return _cast(dtype, len(values))
+        if not values:
+            return None
+        if function == "sum":
+            total = sum(values) if all(isinstance(v, int) for v in values) else math.fsum(values)
+            return _cast(dtype, total)
+        if function == "mean":
+            return math.fsum(values) / len(values)
+        return _cast(dtype, min(values) if function == "min" else max(values))
+
+    return evaluate
+
+
+class _Events:
+    """One entity's retained events as parallel lists sorted by (event time, arrival): times, arrival numbers,
+    fields (parallel lists bisect on plain ints, with no key function)."""
+
+    __slots__ = ("fields", "seqs", "times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.seqs: list[int] = []
+        self.fields: list[Mapping[str, Any]] = []
+
+    def __getstate__(self) -> tuple[list[int], list[int], list[Mapping[str, Any]]]:
+        return self.times, self.seqs, self.fields
+
+    def __setstate__(self, state: tuple[list[int], list[int], list[Mapping[str, Any]]]) -> None:
+        self.times, self.seqs, self.fields = state
+
+    def insert(self, ts_us: int, seq: int, fields: Mapping[str, Any]) -> None:
+        if not self.times or ts_us >= self.times[-1]:  # in order (the usual case): append
+            self.times.append(ts_us)
+            self.seqs.append(seq)
+            self.fields.append(fields)
+            return
+        at = bisect_right(self.times, ts_us)  # after the events at the same time: they arrived earlier
+        self.times.insert(at, ts_us)
+        self.seqs.insert(at, seq)
+        self.fields.insert(at, fields)
+
+    def drop_until(self, horizon_us: int) -> int:
+        """Drop the events at or before `horizon_us`; returns how many."""
+        cut = bisect_right(self.times, horizon_us)
+        if cut:
+            del self.times[:cut], self.seqs[:cut], self.fields[:cut]
+        return cut
+
+
 class WindowAggregator:
-    """Sliding-window state for the entities of one ordered stream (a Kafka partition)."""
+    """Sliding-window state for the entities of one ordered stream (a Kafka partition).
+
+    Cost per accepted in-order event: an append and one evaluation of the aggregations over its windows; state is
+    pruned through a heap of (event time, arrival, entity), so `prune` touches only entities that have something to
+    drop instead of walking every entity."""
 
     def __init__(self, spec: WindowSpec) -> None:
         self.spec = spec
         self.max_ts_us: int | None = None
-        self._entities: dict[tuple[Any, ...], list[_Entry]] = {}
+        self._entities: dict[tuple[Any, ...], _Events] = {}
         self._seq = 0  # arrival order: breaks event-time ties and counts revisions
+        self._expiry: list[tuple[int, int, tuple[Any, ...]]] = []  # heap: (event time, arrival, entity) per event
+        self._max_window_us = spec.max_window_us
+        self._windows = sorted({a.window_us for a in spec.aggregations})
+        self._plan = [(a.name, self._windows.index(a.window_us), evaluator(a)) for a in spec.aggregations]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_plan"]  # closures: rebuilt from the spec
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._plan = [(a.name, self._windows.index(a.window_us), evaluator(a)) for a in self.spec.aggregations]
 
     @property
     def watermark_us(self) -> int | None:
@@ -182,7 +222,7 @@ class WindowAggregator:
 
     @property
     def event_count(self) -> int:
-        return sum(len(entries) for entries in self._entities.values())
+        return sum(len(events.times) for events in self._entities.values())
 
     def advance(self, max_ts_us: int | None) -> None:
         """Raise the max event time seen (never lowers it), e.g. to the committed one after a replay."""
@@ -191,51 +231,65 @@ class WindowAggregator:
 
     def add(self, keys: tuple[Any, ...], ts_us: int, fields: Mapping[str, Any], *, emit: bool = True) -> AddResult:
         """Add one event; returns whether it was late and, when `emit`, the rows to write (in event-time order)."""
-        watermark = self.watermark_us
-        if watermark is not None and ts_us < watermark:
-            return AddResult(late=True, watermark_us=watermark)
+        max_ts = self.max_ts_us
+        if max_ts is not None and ts_us < max_ts - self.spec.lateness_us:
+            return AddResult(late=True, watermark_us=max_ts - self.spec.lateness_us)
         self._seq += 1
-        entries = self._entities.setdefault(keys, [])
-        insort(entries, _Entry(ts_us, self._seq, dict(fields)), key=_order)
-        self.advance(ts_us)
-        self._prune_entity(keys, entries)
+        events = self._entities.get(keys)
+        if events is None:
+            events = self._entities[keys] = _Events()
+        in_order = not events.times or ts_us >= events.times[-1]
+        events.insert(ts_us, self._seq, dict(fields))
+        heappush(self._expiry, (ts_us, self._seq, keys))
+        if max_ts is None or ts_us > max_ts:
+            self.max_ts_us = max_ts = ts_us
+        watermark = max_ts - self.spec.lateness_us
+        if events.times[0] <= watermark - self._max_window_us:
+            events.drop_until(watermark - self._max_window_us)
         if not emit:
-            return AddResult(late=False, watermark_us=self.watermark_us)
-        upto = bisect_left(entries, ts_us + self.spec.max_window_us, key=_ts)
-        times = sorted({e.ts for e in entries[bisect_left(entries, ts_us, key=_ts) : upto]})
-        rows = tuple(self._row(keys, entries, t) for t in times)
-        return AddResult(late=False, rows=rows, watermark_us=self.watermark_us)
+            return AddResult(late=False, watermark_us=watermark)
+        if in_order:  # nothing after it: only its own row
+            return AddResult(late=False, rows=(self._row(keys, events, ts_us),), watermark_us=watermark)
+        times = events.times
+        upto = bisect_left(times, ts_us + self._max_window_us)
+        later = sorted(set(times[bisect_left(times, ts_us) : upto]))
+        rows = tuple(self._row(keys, events, t) for t in later)
+        return AddResult(late=False, rows=rows, watermark_us=watermark)
 
     def evaluate(self, keys: tuple[Any, ...], at_us: int) -> dict[str, Any]:
         """Every aggregation of an entity evaluated at `at_us` (over the retained events)."""
-        return self._values(self._entities.get(keys, []), at_us)
+        events = self._entities.get(keys) or _Events()
+        return self._values(events, at_us, bisect_right(events.times, at_us))
 
-    def _values(self, entries: list[_Entry], at_us: int) -> dict[str, Any]:
-        return {spec.name: aggregate(spec, _window(entries, at_us, spec.window_us)) for spec in self.spec.aggregations}
+    def _values(self, events: _Events, at_us: int, hi: int) -> dict[str, Any]:
+        times, fields = events.times, events.fields
+        windows = [fields[bisect_right(times, at_us - w, 0, hi) : hi] for w in self._windows]
+        return {name: evaluate(windows[index]) for name, index, evaluate in self._plan}
 
-    def _row(self, keys: tuple[Any, ...], entries: list[_Entry], at_us: int) -> Row:
-        first = entries[bisect_left(entries, at_us, key=_ts)].seq
-        revision = sum(1 for e in _window(entries, at_us, self.spec.max_window_us) if e.seq > first)
-        return Row(keys=keys, ts_us=at_us, values=self._values(entries, at_us), revision=revision)
-
-    def _horizon(self) -> int | None:
-        watermark = self.watermark_us
-        return None if watermark is None else watermark - self.spec.max_window_us
-
-    def _prune_entity(self, keys: tuple[Any, ...], entries: list[_Entry]) -> int:
-        horizon = self._horizon()
-        if horizon is None:
-            return 0
-        cut = bisect_right(entries, horizon, key=_ts)
-        if cut:
-            del entries[:cut]
-        if not entries:
-            del self._entities[keys]
-        return cut
+    def _row(self, keys: tuple[Any, ...], events: _Events, at_us: int) -> Row:
+        times, seqs = events.times, events.seqs
+        hi = bisect_right(times, at_us)
+        first = seqs[bisect_left(times, at_us)]
+        lo = bisect_right(times, at_us - self._max_window_us, 0, hi)
+        revision = 0 if hi - lo == 1 else sum(1 for s in seqs[lo:hi] if s > first)
+        return Row(keys=keys, ts_us=at_us, values=self._values(events, at_us, hi), revision=revision)
 
     def prune(self) -> int:
         """Drop, for every entity, the events at or before `watermark - W_max`; returns how many were dropped."""
-        return sum(self._prune_entity(keys, entries) for keys, entries in list(self._entities.items()))
+        watermark = self.watermark_us
+        if watermark is None:
+            return 0
+        horizon = watermark - self._max_window_us
+        expiry, dropped = self._expiry, 0
+        while expiry and expiry[0][0] <= horizon:
+            keys = heappop(expiry)[2]
+            events = self._entities.get(keys)
+            if events is None:
+                continue
+            dropped += events.drop_until(horizon)
+            if not events.times:
+                del self._entities[keys]
+        return dropped
 
     def entities(self) -> Iterable[tuple[Any, ...]]:
         return list(self._entities)

@@ -10,7 +10,9 @@ Per poll batch (see `aggregator` for the window semantics and `events` for the e
 2. valid events update the windowed state of their partition, which emits rows (corrections included);
 3. all emitted rows are appended to the offline store, the newest row per entity written to the online store (when
    the group is online), dead letters are flushed, and only THEN are the consumed offsets committed, each with the
-   partition's max event time as commit metadata. A crash between the writes and the commit re-processes the batch:
+   partition's max event time as commit metadata. The online write runs on a writer thread while the next poll is
+   fetched and aggregated (the store, e.g. Cassandra, works meanwhile); the next batch first waits for it, and the
+   commit follows (`settle`). A crash between the writes and the commit re-processes the batch:
    the outputs are idempotent (offline readers take the latest-written row per (entity, event_time), and the
    repeated rows carry the same values; online newest-wins with the same values and the same revision shift), so
    nothing is counted twice. Appending keeps a batch's cost independent of how much the day already holds;
@@ -38,6 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +50,7 @@ from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.online.base import OnlineStore
 from bottega.feature_store.streaming.aggregator import Row, WindowAggregator, WindowSpec
 from bottega.feature_store.streaming.events import LATE, BadEvent, EventDecoder, dead_letter, from_micros
-from bottega.feature_store.streaming.sink import DeadLetters, online_rows, rows_table
+from bottega.feature_store.streaming.sink import DeadLetters, online_table, rows_table
 from bottega.feature_store.types import GroupSchema
 
 log = logging.getLogger(__name__)
@@ -157,6 +160,8 @@ class StreamProcessor:
         self.rebalances = _Rebalances()
         self.partitions: dict[Any, _Partition] = {}
         self.stats = StreamStats()
+        self._writer: ThreadPoolExecutor | None = None  # one thread for the online write in flight
+        self._in_flight: Future[int] | None = None
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.group.topic], listener=_listener(self.rebalances))
@@ -214,7 +219,9 @@ class StreamProcessor:
         return committed if found is None else min(found.offset, committed)
 
     def process(self, records: Mapping[Any, list[Any]]) -> None:
-        """Process one poll's records, write the outputs, then commit."""
+        """Process one poll's records and write the outputs; the online write runs while the next poll is fetched
+        and processed, and the batch is committed once it is done (at the next `process` or `settle`)."""
+        self.settle()
         emitted: dict[tuple[tuple[Any, ...], int], Row] = {}
         for tp, batch in records.items():
             part = self.partitions[tp]
@@ -228,7 +235,6 @@ class StreamProcessor:
                     emitted[(row.keys, row.ts_us)] = row
                 part.next_offset, part.dirty = record.offset + 1, True
         self._write(list(emitted.values()))
-        self._commit()
         for part in self.partitions.values():
             part.aggregator.prune()
             newest = part.aggregator.max_ts_us
@@ -271,11 +277,32 @@ class StreamProcessor:
         self.stats.dead_lettered += 1
 
     def _write(self, rows: list[Row]) -> None:
-        if rows:
-            self.stats.rows_offline += self.offline.append(self.schema, rows_table(self.schema, rows))
-            if self.online is not None:
-                self.stats.rows_online += self.online.write_batch(self.schema, online_rows(self.schema, rows))
+        """Append the rows offline now and start writing the newest row per entity online (see `settle`)."""
+        if not rows:
+            return
+        # rows are unique per (keys, event_time): `process` keeps the last emission of each
+        self.stats.rows_offline += self.offline.append(self.schema, rows_table(self.schema, rows), unique=True)
+        if self.online is not None:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"bottega-stream-{self.group.name}-online")
+            self._in_flight = self._writer.submit(self.online.write_table, self.schema, online_table(self.schema, rows))
+
+    def settle(self) -> None:
+        """Finish the processed batches: wait for the online write in flight (raising its error), flush the dead
+        letters, then commit the offsets. Nothing is committed before both stores hold a batch's rows."""
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            self.stats.rows_online += future.result()
         self.dead_letters.flush()
+        if any(part.dirty for part in self.partitions.values()):
+            self._commit()
+
+    def close(self) -> None:
+        """Stop the writer thread (after the write in flight, if any, without committing it)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        self._in_flight = None
 
     def _commit(self) -> None:
         from kafka import OffsetAndMetadata
@@ -342,10 +369,12 @@ def run(
     try:
         processor.subscribe()
         loop.run(processor)
+        processor.settle()
         if compact_every_s is not None:
             processor.compact()
     finally:
         try:
+            processor.close()
             consumer.close(autocommit=False)
         finally:
             dead_letters.close()
@@ -380,6 +409,8 @@ class _Loop:
                 processor.process(records)
                 if self.progress is not None:
                     self.progress(stats)
+            else:  # quiet: commit the last batch now rather than with the next one
+                processor.settle()
             if self.compact_every_s is not None and time.monotonic() - last_compaction >= self.compact_every_s:
                 processor.compact()
                 last_compaction = time.monotonic()
