@@ -9,6 +9,8 @@
 | `BOTTEGA_CASSANDRA_HOSTS` | `127.0.0.1:9042` | comma-separated `host:port` contact points |
 | `BOTTEGA_CASSANDRA_KEYSPACE` | `bottega_online` | the online keyspace |
 | `BOTTEGA_CASSANDRA_CONSISTENCY` | `LOCAL_ONE` | read/write consistency level |
+| `BOTTEGA_CASSANDRA_WRITE_BATCH_ROWS` | `100` | rows per unlogged write batch (10 on clusters with default warnings) |
+| `BOTTEGA_CASSANDRA_WRITE_BATCH_BYTES` | `49152` | bytes per write batch (under the 50 KiB failure threshold) |
 | `BOTTEGA_KAFKA_BOOTSTRAP` | `127.0.0.1:9092` | Kafka bootstrap servers for streaming groups |
 """
 
@@ -32,6 +34,8 @@ class StoreSettings:
     cassandra_keyspace: str
     cassandra_consistency: str
     kafka_bootstrap: str
+    cassandra_write_batch_rows: int = 100
+    cassandra_write_batch_bytes: int = 48 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings:
@@ -50,6 +54,8 @@ class StoreSettings:
             cassandra_keyspace=env.get("BOTTEGA_CASSANDRA_KEYSPACE", "bottega_online"),
             cassandra_consistency=env.get("BOTTEGA_CASSANDRA_CONSISTENCY", "LOCAL_ONE"),
             kafka_bootstrap=env.get("BOTTEGA_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            cassandra_write_batch_rows=_positive(env, "BOTTEGA_CASSANDRA_WRITE_BATCH_ROWS", 100),
+            cassandra_write_batch_bytes=_positive(env, "BOTTEGA_CASSANDRA_WRITE_BATCH_BYTES", 48 * 1024),
         )
 
     def offline(self) -> OfflineStore:
@@ -67,8 +73,22 @@ class StoreSettings:
             if len(ports) != 1:
                 raise ValueError("BOTTEGA_CASSANDRA_HOSTS must use one port for every host")
             return CassandraOnlineStore(
-                hosts, port=ports.pop(), keyspace=self.cassandra_keyspace, consistency=self.cassandra_consistency
+                hosts,
+                port=ports.pop(),
+                keyspace=self.cassandra_keyspace,
+                consistency=self.cassandra_consistency,
+                write_batch_rows=self.cassandra_write_batch_rows,
+                write_batch_bytes=self.cassandra_write_batch_bytes,
             )
         from bottega.feature_store.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(self.sqlite_path)
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r}: give a positive whole number")
+    return int(raw)
