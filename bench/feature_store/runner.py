@@ -45,6 +45,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="streaming measurement time (default 60)")
     parser.add_argument("--stream-store", default="cassandra", choices=["cassandra", "sqlite"])
     parser.add_argument("--stream-batch", type=int, default=2000, help="stream processor max records per poll")
+    parser.add_argument(
+        "--stream-workers", type=int, default=None, help="processor processes in one consumer group (default 1)"
+    )
     parser.add_argument("--no-feast", action="store_true", help="only the Bottega side")
     parser.add_argument("--rss-guard-mb", type=float, default=10_000, help="kill a side past this resident memory")
     parser.add_argument("--timeout", type=float, default=3_000, help="kill a side after this many seconds")
@@ -219,6 +222,8 @@ class Runner:
             "batch_size": self.args.stream_batch,
             "idle_timeout_s": 5.0,
         }
+        if self.args.stream_workers:
+            params["workers"] = self.args.stream_workers
         if store == "cassandra":
             params["cassandra_hosts"] = self.need("BOTTEGA_TEST_CASSANDRA_HOSTS", self.args.cassandra_hosts)
             params["keyspace"] = self.keyspace("s")
