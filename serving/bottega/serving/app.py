@@ -355,6 +355,7 @@ class ServingApp:
         names = model.plan.input_names
         now_us = time.time_ns() // 1000
         single = len(predictions) == 1
+        served = assembled.matrix.tolist()  # NaN (missing) is written as null
         for i, prediction in enumerate(predictions):
             plog.append(
                 PredictionRecord(
@@ -365,7 +366,7 @@ class ServingApp:
                     model=model.model,
                     version=model.version,
                     shadow=shadow,
-                    features=dict(zip(names, assembled.vectors[i], strict=False)),
+                    features=dict(zip(names, served[i], strict=False)),
                     status=assembled.status[i],
                     prediction=prediction,
                     latency_us=latency_us,

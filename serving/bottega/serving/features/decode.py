@@ -60,9 +60,17 @@ def decode_instances(body: bytes, plan: FeaturePlan, *, max_rows: int) -> list[d
     if len(rows) > max_rows:
         raise _fail(413, "instances", f"{len(rows)} rows, more than the {max_rows} allowed in one request")
     fields = plan.fields
+    getter = plan.field_getter
+    exact = plan.exact_types
     for index, row in enumerate(rows):
         if type(row) is not dict:
             raise _fail(400, f"instances[{index}]", f"expected an object, got {shown(row)}")
+        if getter is not None:  # fast path: every field present with exactly its type, nothing to convert
+            try:
+                if tuple(map(type, getter(row))) == exact:
+                    continue
+            except KeyError:
+                pass  # the field-by-field check below names the missing field
         for field in fields:
             value = row.get(field.name, row)  # the row itself stands for "absent"
             kind = type(value)

@@ -35,10 +35,14 @@ NO_STORE = missing("no online store")
 
 @dataclass
 class Assembled:
-    matrix: numpy.ndarray  # float64, rows x inputs, signature order
+    matrix: numpy.ndarray  # float64, rows x inputs, signature order (NaN: missing)
     status: list[dict[str, str]]  # per row: store/on-demand feature -> FRESH/STALE/MISSING/DEFAULT
-    vectors: list[list[float | None]]  # the served vector per row (None for NaN), JSON-able
     store_ms: float
+
+    @property
+    def vectors(self) -> list[list[float | None]]:
+        """The served vector per row, JSON-able (None for NaN)."""
+        return [[None if v != v else v for v in row] for row in self.matrix.tolist()]
 
 
 class FeatureJoiner:
@@ -59,29 +63,29 @@ class FeatureJoiner:
             read = (await self._read(plan, rows)).rows
             store_ms = (time.perf_counter() - started) * 1000.0
         computed = _on_demand(plan, rows, read) if plan.on_demand else ()
-        width = plan.n_inputs
-        vectors: list[list[float | None]] = []
+        matrix = np.full((len(rows), plan.n_inputs), np.nan, dtype=np.float64)
+        getter = plan.request_getter
+        if getter is not None:  # the request features are the first columns; None becomes NaN
+            matrix[:, : len(plan.request_columns)] = [getter(row) for row in rows]
         statuses: list[dict[str, str]] = []
         for index, row in enumerate(rows):
-            vector: list[float | None] = [None] * width
-            for name, column in plan.request_columns:
-                value = row[name]
-                vector[column] = None if value is None else float(value)
             status: dict[str, str] = {}
             if read is not None:
                 values = read[index]
                 for spec in plan.stored:
                     fv = values[spec.ref]
-                    vector[spec.column] = _serve(spec, fv.status, fv.value, status, index, row)
+                    served = _serve(spec, fv.status, fv.value, status, index, row)
+                    if served is not None:
+                        matrix[index, spec.column] = served
             for step, outputs, complete in computed:
                 for name, spec in step.outputs:
                     value = outputs[index][name]
                     flag = Status.MISSING if value is None else Status.FRESH if complete[index] else Status.STALE
-                    vector[spec.column] = _serve(spec, flag, value, status, index, row)
-            vectors.append(vector)
+                    served = _serve(spec, flag, value, status, index, row)
+                    if served is not None:
+                        matrix[index, spec.column] = served
             statuses.append(status)
-        matrix = np.array(vectors, dtype=np.float64).reshape(len(rows), width)
-        return Assembled(matrix=matrix, status=statuses, vectors=vectors, store_ms=store_ms)
+        return Assembled(matrix=matrix, status=statuses, store_ms=store_ms)
 
     async def _read(self, plan: FeaturePlan, rows: list[dict[str, Any]]) -> ReadResult:
         if self.store is None:

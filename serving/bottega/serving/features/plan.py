@@ -18,8 +18,10 @@ on-demand) and the catalog's `Resolution` of those references, the plan fixes:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from bottega.feature_store.on_demand import OnDemandTransform
@@ -36,6 +38,23 @@ SIGNATURE_TYPES = {
     "bool": ValueType.bool,
 }
 NUMERIC = (ValueType.int, ValueType.float, ValueType.bool)
+PYTHON_TYPES: dict[ValueType, type] = {
+    ValueType.int: int,
+    ValueType.float: float,
+    ValueType.bool: bool,
+    ValueType.string: str,
+}
+
+
+def tuple_getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]] | None:
+    """A C-speed getter of `names` from a row, always returning a tuple (KeyError when one is absent)."""
+    if not names:
+        return None
+    if len(names) == 1:
+        only = names[0]
+        return lambda row: (row[only],)
+    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(*names)
+    return getter
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,21 @@ class FeaturePlan:
     @property
     def n_inputs(self) -> int:
         return len(self.input_names)
+
+    @cached_property
+    def field_getter(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]] | None:
+        """Every field of a row at once (the decoder's fast path)."""
+        return tuple_getter(tuple(f.name for f in self.fields))
+
+    @cached_property
+    def exact_types(self) -> tuple[type, ...]:
+        """The Python type of each field's value when a row needs no conversion at all."""
+        return tuple(PYTHON_TYPES[f.vtype] for f in self.fields)
+
+    @cached_property
+    def request_getter(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]] | None:
+        """The request features of a row, in input order (they are the first input columns)."""
+        return tuple_getter(tuple(name for name, _ in self.request_columns))
 
     @classmethod
     def build(
