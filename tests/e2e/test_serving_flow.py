@@ -89,7 +89,7 @@ def test_deploy_route_shadow_roll_back_and_undeploy_live(api: LiveServer, client
     spool = tmp_path / "spool"
     env = {"BOTTEGA_SPOOL_DIR": str(spool), "BOTTEGA_SERVE_CACHE": str(tmp_path / "cache")}
     with live_serving(api, tmp_path / "serve", extra_env=env) as serving:
-        assert serving.ready()["ready"] is True  # nothing deployed yet: ready, serving nothing
+        serving.wait_for(lambda s: s.ready()["ready"] is True, what="ready")  # nothing deployed: ready, serving nothing
         assert serving.predict("eta", rows(models[0], 1)).status_code == 404
 
         client.deployments.create(PROJECT, "eta", {"targets": [{"model": "eta", "version": 1, "weight": 100}]})
