@@ -143,7 +143,7 @@ def test_deploy_route_shadow_roll_back_and_undeploy_live(api: LiveServer, client
     assert sorted(r["shadow"] for r in logged) == [False, True]
     assert {r["version"] for r in logged if r["shadow"]} == {3}
     first = next(r for r in records if r["request_id"] == "req-1:0")
-    assert first["features"] == pytest.approx(batch[0])
+    assert first["features"] == pytest.approx(list(batch[0].values()))  # the served vector, in input order
     assert (first["deployment"], first["version"]) == ("eta", 1)
     assert first["latency_us"] > 0
 

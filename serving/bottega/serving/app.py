@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import time
 import uuid
@@ -121,6 +122,8 @@ class ServingApp:
         self.joiner: FeatureJoiner | None = None
         self.metrics: ServingMetrics | None = None
         self._shadows: set[asyncio.Task[None]] = set()
+        self._id_prefix = uuid.uuid4().hex[:16]  # per process: ids are this prefix + a counter (cheaper than uuid4)
+        self._ids = itertools.count(1)
         self._owned: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -264,7 +267,7 @@ class ServingApp:
             self._count_error(route.name, problem.slug)
             raise
         predictions = await self._score(route, model, assembled)
-        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode() or f"{self._id_prefix}{next(self._ids):x}"
         latency_us = (time.perf_counter_ns() - started) // 1000
         self._log(route, model, assembled, predictions, request_id, latency_us, shadow=False)
         response = {
@@ -352,7 +355,6 @@ class ServingApp:
         plog = self.prediction_log
         if plog is None:
             return
-        names = model.plan.input_names
         now_us = time.time_ns() // 1000
         single = len(predictions) == 1
         served = assembled.matrix.tolist()  # NaN (missing) is written as null
@@ -366,7 +368,7 @@ class ServingApp:
                     model=model.model,
                     version=model.version,
                     shadow=shadow,
-                    features=dict(zip(names, served[i], strict=False)),
+                    features=served[i],
                     status=assembled.status[i],
                     prediction=prediction,
                     latency_us=latency_us,

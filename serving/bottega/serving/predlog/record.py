@@ -3,8 +3,9 @@
 The line is the unit of the spool and the value of the Kafka message (without the newline); its key is the
 request id, which consumers use to drop the rare duplicates of at-least-once delivery. Fields, in this order:
 request_id, ts_us (microseconds since the epoch, UTC), project, deployment, model, version, shadow, features
-(served vector by input name; NaN and infinities become null), status (feature name -> FRESH/STALE/MISSING/DEFAULT),
-prediction (any JSON-able value; numpy scalars and arrays are accepted), latency_us.
+(the served input vector in the model's input order - the version signature's request inputs, then its store
+features - or a mapping by input name; NaN and infinities become null), status (feature name ->
+FRESH/STALE/MISSING/DEFAULT), prediction (any JSON-able value; numpy scalars and arrays are accepted), latency_us.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class PredictionRecord:
     model: str
     version: int
     shadow: bool
-    features: dict[str, Any] = field(default_factory=dict)
+    features: list[Any] | dict[str, Any] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)
     prediction: Any = None
     latency_us: int = 0
