@@ -2,7 +2,8 @@
 # `make setup`: installs what is missing on this machine, then the project's virtual environment.
 # `deploy/setup.sh demo` (what `make demo` runs) is the light profile: Python only, `.venv` with the server, stores,
 # XGBoost and serving extras; no system packages, no torch, no Horovod. A full setup satisfies it too.
-#  1. System packages (JDK 17, Maven, PostgreSQL server, a C++ toolchain and CMake for Horovod): apt-get when root,
+#  1. System packages (JDK 17, Maven, PostgreSQL server, a C++ toolchain and CMake for Horovod, wrk for the serving
+#     benchmark): apt-get when root,
 #     otherwise the exact command to run.
 #  2. .venv with uv, `-e .[all,dev]` from the pins in requirements/constraints.txt.
 #  3. Horovod 0.28.1 with PyTorch and Gloo, built once from its PyPI sdist (deploy/horovod/build-wheel.sh, cached
@@ -50,6 +51,7 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 command -v cmake >/dev/null || missing+=(cmake)
+command -v wrk >/dev/null || missing+=(wrk)   # the HTTP load tool of bench/serving (its smoke test runs in make test)
 "${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   2>/dev/null || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
