@@ -121,7 +121,7 @@ def raw_side(path: Path, rows: int, *, rounds: int, depth: int, eta: float, nthr
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     table = pq.read_table(path)
     names = [n for n in table.column_names if n.startswith("x")]
     matrix = np.empty((table.num_rows, len(names)), dtype=np.float64)
@@ -132,12 +132,20 @@ def raw_side(path: Path, rows: int, *, rounds: int, depth: int, eta: float, nthr
     dtrain = xgb.DMatrix(matrix[train], label=label[train], feature_names=names, missing=float("nan"))
     deval = xgb.DMatrix(matrix[~train], label=label[~train], feature_names=names, missing=float("nan"))
     loaded = time.perf_counter()
+    ends: list[float] = []
+
+    class RoundClock(xgb.callback.TrainingCallback):  # only notes when each round ends (microseconds)
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            ends.append(time.perf_counter())
+            return False
+
     booster = xgb.train(
         booster_params(depth, eta, nthread, seed),
         dtrain,
         num_boost_round=rounds,
         evals=[(dtrain, "train"), (deval, "eval")],
         verbose_eval=False,
+        callbacks=[RoundClock()],
     )
     trained = time.perf_counter()
     auc = float(roc_auc_score(label[~train], booster.inplace_predict(matrix[~train], missing=float("nan"))))
@@ -145,6 +153,8 @@ def raw_side(path: Path, rows: int, *, rounds: int, depth: int, eta: float, nthr
     return {
         "side": "raw",
         "seconds": end - start,
+        "rounds_seconds": ends[-1] - ends[0],
+        "cpu_seconds": time.process_time() - cpu,
         "stages": {"load": loaded - start, "train": trained - loaded, "evaluate": end - trained},
         "auc": auc,
         "rounds": booster.num_boosted_rounds(),
@@ -159,12 +169,19 @@ class StageClock:
     def __init__(self) -> None:
         self.marks: list[tuple[str, float]] = []
         self.rounds = 0
+        self.ends: list[float] = []
 
     def stage(self, message: str) -> None:
         self.marks.append((message.split(" (")[0], time.perf_counter()))
 
     def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None:
         self.rounds = step + 1
+        self.ends.append(time.perf_counter())
+
+    def rounds_seconds(self) -> float | None:
+        """From the end of the first boosting round to the end of the last (None when rounds arrive at once, as
+        from Spark)."""
+        return self.ends[-1] - self.ends[0] if len(self.ends) > 1 else None
 
     def durations(self, end: float) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -186,13 +203,30 @@ def bottega_side(client: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     from bottega.training.runner import train
 
     clock = StageClock()
-    start = time.perf_counter()
+    posting = [0.0]  # seconds in the run's metric posts (inside the rounds: counted as overhead below)
+    log_metrics = client.runs.log_metrics
+
+    def timed_log_metrics(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return log_metrics(*args, **kwargs)
+        finally:
+            posting[0] += time.perf_counter() - began
+
+    client.runs.log_metrics = timed_log_metrics
+    start, cpu = time.perf_counter(), time.process_time()
     result = train(client, dict(spec), clock)
     end = time.perf_counter()
+    cpu_seconds = time.process_time() - cpu
     compute = spec["compute"]
     return {
         "side": "bottega" if compute["kind"] == "local" else f"bottega-spark-{compute['workers']}",
         "seconds": end - start,
+        "cpu_seconds": cpu_seconds,
+        "rounds_seconds": rounds - posting[0]
+        if compute["kind"] == "local" and (rounds := clock.rounds_seconds()) is not None
+        else None,
+        "metric_post_seconds": posting[0],
         "stages": clock.durations(end),
         "auc": result.metrics["auc"],
         "rounds": result.rounds_run,

@@ -55,3 +55,67 @@ def test_raw_and_bottega_sides_train_the_same_data(sides: ModuleType, tmp_path: 
         assert ours["auc"] == pytest.approx(raw["auc"], abs=1e-9)
         version = client.models.get_version(sides.PROJECT, "bench-xgb", ours["version"])
         assert version.evaluation["dataset"]["train_rows"] == raw["train_rows"]
+
+
+def test_stage_profile_keeps_the_reports_of_before(sides: ModuleType, tmp_path: Path) -> None:
+    """`xgb_stages.py --before` runs every stage, and the faster feature report and permutation importance give
+    the numbers the code before them gave (kept in `stages_before.py`)."""
+    import json
+
+    import numpy as np
+
+    stages_before = importlib.import_module("stages_before")
+    xgb_stages = importlib.import_module("xgb_stages")
+
+    from bottega.training.artifacts import importance
+    from bottega.training.data import build_dataset
+    from bottega.training.report import feature_report
+    from bottega.training.spec import load_spec
+    from bottega.training.xgb import train_xgboost
+
+    argv = ["--rows", str(ROWS), "--features", str(FEATURES), "--rounds", "5", "--nthread", "1"]
+    assert xgb_stages.main([*argv, "--before", "--data", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "results" / f"xgb_stages-{ROWS}x{FEATURES}.json").read_text())
+    stages = saved["stages"]
+    for name in ("training set", "training (xgboost.train)", "feature report", "build_artifacts (whole)"):
+        assert stages[name]["wall"] > 0
+        assert stages[name]["cpu"] >= 0
+    assert "  before: sorting histograms" in stages
+
+    path = sides.generate(tmp_path, ROWS, FEATURES)
+    knobs = {"rounds": 5, "depth": 3, "eta": 0.3, "nthread": 1, "seed": 7}
+    spec = load_spec(sides.make_spec(path, ROWS, FEATURES, **knobs))
+    data = build_dataset(None, spec)  # type: ignore[arg-type]  # no store features: no client needed
+    trained = train_xgboost(spec, data)
+    new = feature_report(data.feature_names, data.train.features, data.eval.features, 20)["features"]
+    old = stages_before.feature_report(data.feature_names, data.train.features, data.eval.features, 20)
+    for ours, theirs in zip(new, old, strict=True):
+        for part in ("train", "eval"):
+            assert ours[part]["histogram"]["counts"] == theirs[part]["counts"]
+            assert list(ours[part]["quantiles"].values()) == theirs[part]["quantiles"]
+            assert ours[part]["mean"] == theirs[part]["mean"]
+    permutation = importance(spec, data, trained)["permutation"]
+    before = stages_before.permutation_importance(spec, data, trained)
+    assert permutation.keys() == before.keys()
+    for name, value in before.items():
+        assert permutation[name]["mean"] == pytest.approx(value, abs=1e-12)
+    assert np.isfinite(list(before.values())).all()
+
+
+def test_torch_sides_two_processes_reach_the_local_quality(sides: ModuleType, tmp_path: Path) -> None:
+    """`torch_sides.py` trains in-process and with torchrun (2 DDP processes) on the same data: the same global
+    batches and initial weights, so about the same holdout AUC."""
+    import json
+
+    torch_sides = importlib.import_module("torch_sides")
+
+    argv = ["--rows", "2000", "--features", "5", "--epochs", "2", "--sides", "local,torchrun"]
+    assert torch_sides.main([*argv, "--data", str(tmp_path)]) == 0
+    saved = json.loads(next((tmp_path / "results").glob("torch_sides-*.json")).read_text())
+    local, ddp = saved["results"]["local"], saved["results"]["torchrun"]
+    assert (local["processes"], ddp["processes"]) == (1, 2)
+    assert local["epochs_run"] == ddp["epochs_run"] == 2
+    assert local["seconds"] > 0
+    assert ddp["seconds"] > 0
+    assert 0.6 < local["auc"] <= 1.0
+    assert ddp["auc"] == pytest.approx(local["auc"], abs=1e-3)

@@ -4,11 +4,13 @@ feature_report.json, trees.json and spec.yaml; plus the metrics and the evaluati
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bottega.training.evaluate import evaluate, scalar_metrics, slice_report
+from bottega.training.evaluate import evaluate, scalar_metrics, slice_report, task_metrics
 from bottega.training.onnx_export import export_onnx
 from bottega.training.report import (
     feature_report,
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from bottega.training.xgb import TrainedModel
 
 PERMUTATION_MAX_ROWS = 10_000
+TRAIN_METRICS_MAX_ROWS = 200_000
+"""The training-row metrics (a check for overfitting next to the holdout's) are computed on at most this many
+training rows, a seeded sample above it; the report says how many (`train_metrics_rows`)."""
 SLICE_TYPES = "strings, integers, booleans or dictionary-encoded values"
 
 
@@ -115,14 +120,11 @@ def spec_text(spec: TrainingSpec) -> str:
 
 def importance(spec: TrainingSpec, data: TrainingData, trained: TrainedModel) -> dict[str, Any]:
     """Gain per feature, and permutation importance on (at most PERMUTATION_MAX_ROWS) evaluation rows."""
-    import numpy as np
 
     out: dict[str, Any] = {"gain": gain_importance(trained.booster, data.feature_names)}
     repeats = spec.evaluation.permutation_repeats
     if repeats:
-        rows = np.arange(data.eval.rows)
-        if rows.size > PERMUTATION_MAX_ROWS:
-            rows = np.sort(np.random.default_rng(spec.seed).choice(rows, PERMUTATION_MAX_ROWS, replace=False))
+        rows = sample_rows(data.eval.rows, PERMUTATION_MAX_ROWS, spec.seed)
         out["permutation"] = permutation_importance(
             lambda x: predict(trained.booster, x),
             importance_score(spec.model.task),
@@ -136,31 +138,70 @@ def importance(spec: TrainingSpec, data: TrainingData, trained: TrainedModel) ->
     return out
 
 
+def sample_rows(total: int, limit: int, seed: int) -> Any:
+    """All row indexes up to `limit`, else a seeded sorted sample of `limit` of them."""
+    import numpy as np
+
+    rows = np.arange(total)
+    if total > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+    return rows
+
+
+def train_metrics(
+    spec: TrainingSpec, data: TrainingData, model_predict: Callable[[Any], Any]
+) -> tuple[dict[str, Any], int]:
+    """The metrics of `model_predict` on (at most TRAIN_METRICS_MAX_ROWS) training rows, and how many rows they
+    cover."""
+    rows = sample_rows(data.train.rows, TRAIN_METRICS_MAX_ROWS, spec.seed)
+    sampled = rows.size < data.train.rows
+    features = data.train.features[rows] if sampled else data.train.features
+    label = data.train.label[rows] if sampled else data.train.label
+    predicted = model_predict(features)
+    metrics = task_metrics(spec.model.task, label, predicted, classes=data.classes, threshold=spec.evaluation.threshold)
+    return metrics, int(rows.size)
+
+
+def start_feature_report(pool: Executor, spec: TrainingSpec, data: TrainingData) -> Future[dict[str, Any]]:
+    """The feature report (NumPy over every row; it needs only the data) computed in `pool`: the runner starts it
+    beside training, so it is ready when the evaluation begins."""
+    bins = spec.evaluation.histogram_bins
+    return pool.submit(feature_report, data.feature_names, data.train.features, data.eval.features, bins)
+
+
 def build_artifacts(
     spec: TrainingSpec,
     data: TrainingData,
     trained: TrainedModel,
     root: Path,
     slices: dict[str, list[Any]] | None = None,
+    features_pending: Future[dict[str, Any]] | None = None,
 ) -> BuiltArtifacts:
     """Evaluate the booster and write every artifact under `root`; `slices` (from `load_slices`) add the metrics
-    per slice value."""
+    per slice value. The feature report comes from `features_pending` (`start_feature_report`), else it is computed
+    in a thread beside the model calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
     booster = trained.booster
     task = spec.model.task
-    booster.save_model(str(root / "model.ubj"))
-    native = predict(booster, data.eval.features)
     settings = spec.evaluation
-    report = evaluate(
-        task, data.eval.label, native, classes=data.classes, threshold=settings.threshold, bins=settings.histogram_bins
-    )
-    train_pred = predict(booster, data.train.features)
-    train_report = evaluate(
-        task, data.train.label, train_pred, classes=data.classes, threshold=settings.threshold, bins=1
-    )
-    features = feature_report(
-        data.feature_names, data.train.features, data.eval.features, spec.evaluation.histogram_bins
-    )
-    exported = export_onnx(booster, data.eval.features, native, task, root / "model.onnx")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-report") as pool:
+        pending = features_pending or start_feature_report(pool, spec, data)
+        booster.save_model(str(root / "model.ubj"))
+        native = predict(booster, data.eval.features)
+        report = evaluate(
+            task,
+            data.eval.label,
+            native,
+            classes=data.classes,
+            threshold=settings.threshold,
+            bins=settings.histogram_bins,
+        )
+        exported = export_onnx(booster, data.eval.features, native, task, root / "model.onnx")
+        train_report, train_rows = train_metrics(spec, data, lambda x: predict(booster, x))
+        importances = importance(spec, data, trained)
+        write_json(root / "trees.json", tree_structure(booster, task, data.classes))
+        features = pending.result()
     warnings = [exported.warning] if exported.warning else []
     flavors = {"xgboost": "model.ubj", **({"onnx": "model.onnx"} if exported.ok else {})}
     evaluation: dict[str, Any] = {
@@ -170,8 +211,9 @@ def build_artifacts(
         "rounds_run": trained.rounds_run,
         "dataset": data.summary(),
         "eval": report,
-        "train_metrics": report_metrics(train_report),
-        "importance": importance(spec, data, trained),
+        "train_metrics": train_report,
+        "train_metrics_rows": train_rows,
+        "importance": importances,
         "feature_report": features,
         "onnx": exported.to_dict(),
         "warnings": warnings,
@@ -179,7 +221,6 @@ def build_artifacts(
     if slices:
         evaluation["slices"] = slices_of(spec, data, native, slices)
     write_json(root / "feature_report.json", features)
-    write_json(root / "trees.json", tree_structure(booster, task, data.classes))
     (root / "spec.yaml").write_text(spec_text(spec))
     built = BuiltArtifacts(
         root=root,

@@ -108,7 +108,9 @@ def build_dataset(client: Client, spec: TrainingSpec) -> TrainingData:
 
     ds = spec.dataset
     table = load_frame(client, spec)
-    labelled = table.filter(pc.is_valid(table[ds.label_column]))
+    # Filtering copies every column: skip it when every row has a label (the usual case).
+    has_nulls = table[ds.label_column].null_count > 0
+    labelled = table.filter(pc.is_valid(table[ds.label_column])) if has_nulls else table
     dropped = table.num_rows - labelled.num_rows
     if labelled.num_rows < 2:
         raise SpecError(f"dataset.labels: only {labelled.num_rows} row(s) have a {ds.label_column!r} value")
@@ -120,12 +122,25 @@ def build_dataset(client: Client, spec: TrainingSpec) -> TrainingData:
     matrix = _matrix(labelled, names)
     label, classes = encode_labels(labelled[ds.label_column], spec.model.task, ds.label_column)
     train_mask = split_mask(labelled, spec)
-    train = Part(matrix[train_mask], label[train_mask])
-    held = Part(matrix[~train_mask], label[~train_mask])
+    train = Part(rows_of(matrix, train_mask), rows_of(label, train_mask))
+    held = Part(rows_of(matrix, ~train_mask), rows_of(label, ~train_mask))
     if train.rows == 0 or held.rows == 0:
         side = "training" if train.rows == 0 else "evaluation"
         raise SpecError(f"split: leaves no rows for {side} ({labelled.num_rows} labelled rows)")
     return TrainingData(names, request, store_columns, classes, train, held, dropped)
+
+
+def rows_of(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`values[mask]`, as a view without a copy when the chosen rows are one contiguous run (a time split of
+    time-ordered rows)."""
+    import numpy as np
+
+    chosen = np.flatnonzero(mask)
+    if chosen.size and chosen[-1] - chosen[0] + 1 == chosen.size:
+        first, last = int(chosen[0]), int(chosen[-1])
+        return values[first : last + 1]
+    picked: np.ndarray = values[mask]
+    return picked
 
 
 def _input_type(table: pa.Table, name: str, field: str) -> str:

@@ -76,42 +76,47 @@ def _both_classes(y_true: Any) -> bool:
     return len(np.unique(y_true)) > 1
 
 
+def binary_metrics(y_true: Any, prob: Any, threshold: float = 0.5) -> dict[str, float | None]:
+    """ROC-AUC, PR-AUC, log loss, accuracy, precision, recall and F1 of P(class 1) (AUCs None for one class)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+    y = np.asarray(y_true).astype(int)
+    p = np.clip(np.asarray(prob, dtype=np.float64), 0.0, 1.0)
+    pred = p >= threshold
+    positive = y == 1
+    tp = int(np.count_nonzero(pred & positive))
+    fp = int(np.count_nonzero(pred)) - tp
+    fn = int(np.count_nonzero(positive)) - tp
+    both = _both_classes(y)
+    return {
+        "auc": finite(roc_auc_score(y, p)) if both else None,
+        "pr_auc": finite(average_precision_score(y, p)) if both else None,
+        "log_loss": finite(log_loss(y, p, labels=[0, 1])),
+        "accuracy": finite((y.size - fp - fn) / y.size) if y.size else None,
+        "precision": finite(tp / (tp + fp)) if tp + fp else 0.0,
+        "recall": finite(tp / (tp + fn)) if tp + fn else 0.0,
+        "f1": finite(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0,
+    }
+
+
 def binary_report(y_true: Any, prob: Any, threshold: float = 0.5) -> dict[str, Any]:
     """Metrics and curves of a binary classifier from P(class 1)."""
     import numpy as np
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        confusion_matrix,
-        f1_score,
-        log_loss,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
+    from sklearn.metrics import confusion_matrix
 
     y = np.asarray(y_true).astype(int)
     p = np.clip(np.asarray(prob, dtype=np.float64), 0.0, 1.0)
     pred = (p >= threshold).astype(int)
-    both = _both_classes(y)
-    metrics = {
-        "auc": finite(roc_auc_score(y, p)) if both else None,
-        "pr_auc": finite(average_precision_score(y, p)) if both else None,
-        "log_loss": finite(log_loss(y, p, labels=[0, 1])),
-        "accuracy": finite(accuracy_score(y, pred)),
-        "precision": finite(precision_score(y, pred, zero_division=0)),
-        "recall": finite(recall_score(y, pred, zero_division=0)),
-        "f1": finite(f1_score(y, pred, zero_division=0)),
-    }
     report: dict[str, Any] = {
         "task": "binary",
         "rows": len(y),
         "threshold": threshold,
-        "metrics": metrics,
+        "metrics": binary_metrics(y, p, threshold),
         "confusion_matrix": {"labels": [0, 1], "matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist()},
         "calibration": _calibration(y, p),
     }
-    if both:
+    if _both_classes(y):
         report.update(_curves(y, p))
     return report
 
@@ -211,6 +216,15 @@ def evaluate(
     return regression_report(y_true, pred, bins)
 
 
+def task_metrics(
+    task: str, y_true: Any, pred: Any, *, classes: list[Any] | None, threshold: float
+) -> dict[str, float | None]:
+    """Only the metrics of `evaluate` (no curves, calibration or tables: cheaper on many rows)."""
+    if task == "binary":
+        return binary_metrics(y_true, pred, threshold)
+    return dict(evaluate(task, y_true, pred, classes=classes, threshold=threshold, bins=1)["metrics"])
+
+
 def scalar_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The report's metrics that have a value (a metric undefined on this data, e.g. AUC of one class, is left
     out)."""
@@ -257,7 +271,7 @@ def slice_report(
     for column, values in columns.items():
         entries = []
         for value, rows in slice_groups(values, top_n):
-            report = evaluate(task, y[rows], p[rows], classes=classes, threshold=threshold, bins=1)
-            entries.append({"value": value, "rows": int(rows.size), "metrics": dict(report["metrics"])})
+            metrics = task_metrics(task, y[rows], p[rows], classes=classes, threshold=threshold)
+            entries.append({"value": value, "rows": int(rows.size), "metrics": metrics})
         out.append({"column": column, "top_n": top_n, "values": entries})
     return out

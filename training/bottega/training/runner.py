@@ -21,6 +21,7 @@ import json
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -231,22 +232,28 @@ def _train_in_run(
     shown: Progress,
     slices: dict[str, list[Any]],
 ) -> TrainResult:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bottega.training.artifacts import start_feature_report
     from bottega.training.torch.trainer import fit_torch
 
     params = run_params(spec, data)
-    if spec.tuning is not None:
-        from bottega.training.tuning.study import parent_params, tune
+    # The feature report needs only the data: it is computed beside training (NumPy releases the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-report") as pool:
+        features = start_feature_report(pool, spec, data)
+        if spec.tuning is not None:
+            from bottega.training.tuning.study import parent_params, tune
 
-        client.runs.log_params(spec.project, run_id, parent_params(spec, params))
-        tuned = tune(client, spec, data, run_id, shown)
-        return _register(client, tuned.spec, data, run_id, tuned.trained, shown, slices, tuned.summary)
-    client.runs.log_params(spec.project, run_id, params)
-    trained: TrainedModel | TorchTrained
-    if isinstance(spec.model, TorchModel):
-        trained = fit_torch(client, spec, data, run_id, shown)
-    else:
-        trained = _fit(client, spec, data, run_id, shown)
-    return _register(client, spec, data, run_id, trained, shown, slices, None)
+            client.runs.log_params(spec.project, run_id, parent_params(spec, params))
+            tuned = tune(client, spec, data, run_id, shown)
+            return _register(client, tuned.spec, data, run_id, tuned.trained, shown, slices, tuned.summary, features)
+        client.runs.log_params(spec.project, run_id, params)
+        trained: TrainedModel | TorchTrained
+        if isinstance(spec.model, TorchModel):
+            trained = fit_torch(client, spec, data, run_id, shown)
+        else:
+            trained = _fit(client, spec, data, run_id, shown)
+        return _register(client, spec, data, run_id, trained, shown, slices, None, features)
 
 
 def _register(
@@ -258,6 +265,7 @@ def _register(
     shown: Progress,
     slices: dict[str, list[Any]],
     tuning: dict[str, Any] | None,
+    features: Future[dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Evaluate and export the trained model, upload the artifacts, finish the run, register the version and set
     the `candidate` alias when every gate holds."""
@@ -268,9 +276,9 @@ def _register(
     shown.stage("evaluating and exporting")
     with tempfile.TemporaryDirectory(prefix="bottega-train-") as tmp:
         if isinstance(trained, TorchTrained):
-            built = build_torch_artifacts(spec, data, trained, Path(tmp), slices)
+            built = build_torch_artifacts(spec, data, trained, Path(tmp), slices, features)
         else:
-            built = build_artifacts(spec, data, trained, Path(tmp), slices)
+            built = build_artifacts(spec, data, trained, Path(tmp), slices, features)
         if tuning is not None:
             built.evaluation["tuning"] = {k: v for k, v in tuning.items() if k != "trial_list"}
             write_json(Path(tmp) / "tuning.json", tuning)

@@ -14,15 +14,16 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bottega.training.artifacts import (
     PERMUTATION_MAX_ROWS,
     BuiltArtifacts,
-    report_metrics,
     slices_of,
     spec_text,
+    train_metrics,
     write_json,
 )
 from bottega.training.evaluate import evaluate, finite, scalar_metrics
@@ -80,9 +81,11 @@ def build_torch_artifacts(
     trained: TorchTrained,
     root: Path,
     slices: dict[str, list[Any]] | None = None,
+    features_pending: Future[dict[str, Any]] | None = None,
 ) -> BuiltArtifacts:
     """Evaluate the network and write every artifact under `root`; `slices` (from `load_slices`) add the metrics
-    per slice value."""
+    per slice value; the feature report comes from `features_pending` when the runner started it beside
+    training."""
     import torch
 
     from bottega.training.torch.export import export_torch_onnx
@@ -95,11 +98,11 @@ def build_torch_artifacts(
     report = evaluate(
         task, data.eval.label, native, classes=data.classes, threshold=settings.threshold, bins=settings.histogram_bins
     )
-    train_pred = predict(net, data.train.features)
-    train_report = evaluate(
-        task, data.train.label, train_pred, classes=data.classes, threshold=settings.threshold, bins=1
-    )
-    features = feature_report(data.feature_names, data.train.features, data.eval.features, settings.histogram_bins)
+    train_report, train_rows = train_metrics(spec, data, lambda x: predict(net, x))
+    if features_pending is not None:
+        features = features_pending.result()
+    else:
+        features = feature_report(data.feature_names, data.train.features, data.eval.features, settings.histogram_bins)
     exported = export_torch_onnx(net, data.eval.features, native, task, root / ONNX_FILE)
     warnings = [exported.warning] if exported.warning else []
     flavors = {"torch": STATE_FILE, **({"onnx": ONNX_FILE} if exported.ok else {})}
@@ -116,7 +119,8 @@ def build_torch_artifacts(
         },
         "dataset": data.summary(),
         "eval": report,
-        "train_metrics": report_metrics(train_report),
+        "train_metrics": train_report,
+        "train_metrics_rows": train_rows,
         "importance": importance(spec, data, net),
         "feature_report": features,
         "onnx": exported.to_dict(),
