@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_harness import harness, migrated_sqlite
+from serving_catalog import REFS, SIGNATURE, catalog_resolution
 
 from bottega.feature_store.on_demand import OnDemandTransform
 from bottega.feature_store.online.sqlite import SqliteOnlineStore
@@ -23,69 +22,12 @@ from bottega.serving.features.plan import FeaturePlan
 from bottega.serving.features.policy import FeaturePolicy, parse_policies
 
 NOW = datetime.now(UTC)
-TRANSFORM = """
-def ratio(row):
-    prep = row["prep"]
-    return {"ratio": None if prep is None else prep / (1.0 + row["distance_km"]), "far": row["distance_km"] > 5.0}
-"""
-REFS = [
-    "eats:daily_prep:avg_prep",
-    "eats:daily_prep:n_orders",
-    "eats:user_stats:visits",
-    "eats:prep_ratio:ratio",
-    "eats:prep_ratio:far",
-]
-SIGNATURE = {
-    "inputs": [{"name": "distance_km", "type": "float64"}, {"name": "hour", "type": "int64"}],
-    "store_features": REFS,
-    "outputs": [{"name": "probability", "type": "float64"}],
-}
 
 
 @pytest.fixture(scope="module")
 def resolution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    folder = tmp_path_factory.mktemp("catalog")
-    module = f"serving_odt_{uuid.uuid4().hex[:8]}"
-    (folder / f"{module}.py").write_text(TRANSFORM)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(folder))
-        with harness(migrated_sqlite(folder), folder / "home") as api:
-            sdk = api.sdk(api.project("eats"))
-            sdk.features.put_entity("eats", "restaurant", {"restaurant_id": "int"})
-            sdk.features.put_entity("eats", "user", {"user_id": "string"})
-            source = {"source": {"path": "/unused.parquet"}, "transform_sql": "SELECT * FROM source"}
-            sdk.features.register_group(
-                "eats",
-                {
-                    "name": "daily_prep",
-                    "entity": "restaurant",
-                    "max_age": "1h",
-                    "features": [{"name": "avg_prep", "dtype": "float"}, {"name": "n_orders", "dtype": "int"}],
-                    **source,
-                },
-            )
-            sdk.features.register_group(
-                "eats",
-                {
-                    "name": "user_stats",
-                    "entity": "user",
-                    "max_age": "1d",
-                    "features": [{"name": "visits", "dtype": "int"}, {"name": "nick", "dtype": "string"}],
-                    **source,
-                },
-            )
-            sdk.features.register_group(
-                "eats",
-                {
-                    "name": "prep_ratio",
-                    "entity": "restaurant",
-                    "function": f"{module}:ratio",
-                    "inputs": {"prep": "eats:daily_prep:avg_prep"},
-                    "request_features": [{"name": "distance_km", "dtype": "float"}],
-                    "features": [{"name": "ratio", "dtype": "float"}, {"name": "far", "dtype": "bool"}],
-                },
-            )
-            yield sdk.features.resolve([*REFS, "eats:user_stats:nick"])
+    with catalog_resolution(tmp_path_factory.mktemp("catalog")) as resolved:
+        yield resolved
 
 
 @pytest.fixture
