@@ -318,7 +318,10 @@ class ServingApp:
         except RequestError as exc:
             raise Problem(exc.status, _slug(exc.status), exc.detail, field=exc.field) from None
 
-    async def _score(self, route: Route, model: LoadedModel, assembled: Assembled) -> list[Any]:
+    async def _score(
+        self, route: Route, model: LoadedModel, assembled: Assembled, *, shadow: bool = False
+    ) -> list[Any]:
+        """Predict; errors become Problems (counted here for served versions; `_score_shadows` counts shadows')."""
         from bottega.serving.runtimes.base import ModelUnavailable, PredictionFailed
 
         try:
@@ -327,14 +330,17 @@ class ServingApp:
             else:
                 result = model.runtime.predict(assembled.matrix)
         except ModelUnavailable as exc:
-            self._count_error(route.name, "model-unavailable")
+            if not shadow:
+                self._count_error(route.name, "model-unavailable")
             raise Problem(503, "model-unavailable", f"{model.label}: {exc}") from None
         except PredictionFailed as exc:
-            self._count_error(route.name, "model-error")
+            if not shadow:
+                self._count_error(route.name, "model-error")
             raise Problem(500, "model-error", f"{model.label} failed to predict: {exc}") from None
         except Exception as exc:
             log.exception("%s failed to predict", model.label)
-            self._count_error(route.name, "model-error")
+            if not shadow:
+                self._count_error(route.name, "model-error")
             raise Problem(500, "model-error", f"{model.label} failed to predict: {exc}") from None
         predictions: list[Any] = result.tolist()
         return predictions
@@ -410,7 +416,7 @@ class ServingApp:
                 same = shadow.plan.input_names == served.plan.input_names
                 mine = rows if same else decode_instances(body, shadow.plan, max_rows=self.settings.serve_max_rows)
                 assembled = await self._assemble(shadow, mine)
-                predictions = await self._score(route, shadow, assembled)
+                predictions = await self._score(route, shadow, assembled, shadow=True)
             except (Problem, RequestError):
                 self._count_error(route.name, "shadow-error")
                 continue
