@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
 from api_harness import ApiHarness, harness, migrated_sqlite
+from customer_stats import customer_stats_schema, register_customer_stats
 from sqlalchemy.orm import Session, sessionmaker
 
 from bottega.api.jobs import scheduler
@@ -28,7 +29,6 @@ from bottega.api.jobs.runtime import JobsRuntime, JobsSettings
 from bottega.api.jobs.types import JobTypeRegistry
 from bottega.api.jobs.worker import Worker
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import GroupSchema, ValueType
 from bottega.sdk import Client
 from bottega.serving.batch.jobs import job_types
 from bottega.serving.batch.local import score_local
@@ -38,13 +38,7 @@ from bottega.training.onnx_export import export_onnx
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 MAX_AGE = timedelta(days=2)
-SCHEMA = GroupSchema(
-    "shop",
-    "customer_stats",
-    (("customer_id", ValueType.int),),
-    (("f0", ValueType.float), ("f1", ValueType.float)),
-    MAX_AGE,
-)
+SCHEMA = customer_stats_schema(2, MAX_AGE)
 STORE = ["shop:customer_stats:f0", "shop:customer_stats:f1"]
 SIGNATURE = {
     "inputs": [{"name": "x0", "type": "float64"}, {"name": "x1", "type": "int64"}],
@@ -143,18 +137,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     rng = random.Random(11)
     with harness(migrated_sqlite(root), root / "home") as api:
         sdk = api.sdk(api.project("shop"))
-        sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
-        sdk.features.register_group(
-            "shop",
-            {
-                "name": "customer_stats",
-                "entity": "customer",
-                "max_age": "2d",
-                "features": [{"name": "f0", "dtype": "float"}, {"name": "f1", "dtype": "float"}],
-                "source": {"path": "/unused.parquet"},
-                "transform_sql": "SELECT * FROM source",
-            },
-        )
+        register_customer_stats(sdk, 2)
         features = write_store(root / "offline", rng)
         write_input(root / "input.parquet", rng)
         booster, onnx_path, ubj = train(root)

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
 from api_harness import ApiHarness, harness, migrated_sqlite
+from customer_stats import customer_stats_schema, register_customer_stats
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import GroupSchema, ValueType
 from bottega.sdk import Client
 from bottega.training.runner import train
 from bottega.training.spec import SpecError
@@ -31,13 +31,7 @@ ROWS = 1200
 TRAIN_ROWS = 900
 CUT = T0 + timedelta(minutes=TRAIN_ROWS)
 STORE_FEATURES = [f"shop:customer_stats:f{i}" for i in range(4)]
-SCHEMA = GroupSchema(
-    "shop",
-    "customer_stats",
-    (("customer_id", ValueType.int),),
-    tuple((f"f{i}", ValueType.float) for i in range(4)),
-    timedelta(days=2),
-)
+SCHEMA = customer_stats_schema()
 REGIONS = np.array(["north", "south", "east", "west"])
 
 
@@ -102,18 +96,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     pq.write_table(table, labels)
     with harness(migrated_sqlite(root), root / "home") as api:
         sdk = api.sdk(api.project("shop"))
-        sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
-        sdk.features.register_group(
-            "shop",
-            {
-                "name": "customer_stats",
-                "entity": "customer",
-                "max_age": "2d",
-                "features": [{"name": f"f{i}", "dtype": "float"} for i in range(4)],
-                "source": {"path": "/unused.parquet"},
-                "transform_sql": "SELECT * FROM source",
-            },
-        )
+        register_customer_stats(sdk)
         inputs = np.column_stack([x[:, 4], x[:, 5], x[:, 0], x[:, 1], x[:, 2], x[:, 3]])
         yield World(api=api, sdk=sdk, offline=offline, labels=labels, inputs=inputs, table=table)
 

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from api_harness import ApiHarness, harness, migrated_sqlite
+from customer_stats import customer_stats_schema, register_customer_stats
 
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import GroupSchema, ValueType
 from bottega.sdk import Client
 from bottega.training.runner import TrainResult, train
 from bottega.training.spec import SpecError
@@ -34,13 +34,7 @@ ROWS = 2000
 CUT = T0 + timedelta(minutes=int(ROWS * 0.75))
 STORE_FEATURES = [f"shop:customer_stats:f{i}" for i in range(4)]
 INPUTS = ["x4", "x5", *(f"customer_stats__f{i}" for i in range(4))]
-SCHEMA = GroupSchema(
-    "shop",
-    "customer_stats",
-    (("customer_id", ValueType.int),),
-    tuple((f"f{i}", ValueType.float) for i in range(4)),
-    timedelta(days=2),
-)
+SCHEMA = customer_stats_schema()
 DDP_TOLERANCE = 0.02
 """A 2-process DDP run's eval AUC and log loss stay within this of the single-process run on the same data."""
 
@@ -120,18 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = migrated_sqlite(root)
     with harness(url, root / "home") as api:
         sdk = api.sdk(api.project("shop"))
-        sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
-        sdk.features.register_group(
-            "shop",
-            {
-                "name": "customer_stats",
-                "entity": "customer",
-                "max_age": "2d",
-                "features": [{"name": f"f{i}", "dtype": "float"} for i in range(4)],
-                "source": {"path": "/unused.parquet"},
-                "transform_sql": "SELECT * FROM source",
-            },
-        )
+        register_customer_stats(sdk)
         offline, labels = generate(root)
         yield World(api=api, sdk=sdk, root=root, offline=offline, labels=labels)
 

@@ -20,13 +20,13 @@ import pytest
 import xgboost as xgb
 import yaml
 from api_harness import ApiHarness, harness, migrated_sqlite
+from customer_stats import customer_stats_schema, register_customer_stats
 from typer.testing import CliRunner
 
 from bottega.cli import common
 from bottega.cli.main import app
 from bottega.core.errors import InvalidInput
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import GroupSchema, ValueType
 from bottega.sdk import Client
 from bottega.training.runner import train
 from bottega.training.spec import SpecError
@@ -40,13 +40,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 ROWS = 1200
 CUT = T0 + timedelta(minutes=int(ROWS * 0.75))
 STORE_FEATURES = [f"shop:customer_stats:f{i}" for i in range(4)]
-SCHEMA = GroupSchema(
-    "shop",
-    "customer_stats",
-    (("customer_id", ValueType.int),),
-    tuple((f"f{i}", ValueType.float) for i in range(4)),
-    timedelta(days=2),
-)
+SCHEMA = customer_stats_schema()
 
 
 @dataclass
@@ -126,18 +120,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = migrated_sqlite(root)
     with harness(url, root / "home") as api:
         sdk = api.sdk(api.project("shop"))
-        sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
-        sdk.features.register_group(
-            "shop",
-            {
-                "name": "customer_stats",
-                "entity": "customer",
-                "max_age": "2d",
-                "features": [{"name": f"f{i}", "dtype": "float"} for i in range(4)],
-                "source": {"path": "/unused.parquet"},
-                "transform_sql": "SELECT * FROM source",
-            },
-        )
+        register_customer_stats(sdk)
         offline, labels = generate(root)
         yield World(api=api, sdk=sdk, root=root, offline=offline, labels=labels)
 

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from api_harness import ApiHarness, harness, migrated_sqlite
+from customer_stats import customer_stats_schema, register_customer_stats
 
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import GroupSchema, ValueType
 from bottega.sdk import Client
 from bottega.training.runner import train
 from bottega.training.spec import SpecError
@@ -28,13 +28,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 ROWS = 1500
 CUT = T0 + timedelta(minutes=int(ROWS * 0.75))
 STORE_FEATURES = [f"shop:customer_stats:f{i}" for i in range(4)]
-SCHEMA = GroupSchema(
-    "shop",
-    "customer_stats",
-    (("customer_id", ValueType.int),),
-    tuple((f"f{i}", ValueType.float) for i in range(4)),
-    timedelta(days=2),
-)
+SCHEMA = customer_stats_schema()
 
 
 @dataclass
@@ -117,18 +111,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("tuning")
     with harness(migrated_sqlite(root), root / "home") as api:
         sdk = api.sdk(api.project("shop"))
-        sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
-        sdk.features.register_group(
-            "shop",
-            {
-                "name": "customer_stats",
-                "entity": "customer",
-                "max_age": "2d",
-                "features": [{"name": f"f{i}", "dtype": "float"} for i in range(4)],
-                "source": {"path": "/unused.parquet"},
-                "transform_sql": "SELECT * FROM source",
-            },
-        )
+        register_customer_stats(sdk)
         offline, labels = generate(root)
         yield World(api=api, sdk=sdk, offline=offline, labels=labels)
 
