@@ -39,6 +39,23 @@ def stream_group(client: Client, project: str, name: str) -> tuple[StreamingFeat
     return group, group.schema_for(project, entity)
 
 
+def batch_stats(result: Any, now: datetime | None = None) -> dict[str, Any]:
+    """What a batch run reports to the catalog (`client.features.report_stats(**...)`): row counts, the run's time
+    and, when rows were written, the newest event_time and the freshness it gives (the API keeps the later of the
+    stored and the reported event time, so an old backfill never moves freshness back)."""
+    now = now or datetime.now(UTC)
+    values: dict[str, Any] = {
+        "rows_offline": result.rows_offline,
+        "rows_online": result.rows_online,
+        "last_run_at": now,
+    }
+    newest = getattr(result, "last_event_time", None)
+    if newest is not None:
+        values["last_event_time"] = newest
+        values["freshness_seconds"] = max(0.0, (now - newest).total_seconds())
+    return values
+
+
 class StreamReporter:
     """Reports a streaming run's freshness and row counts to the catalog, at most every `every_s` seconds.
 

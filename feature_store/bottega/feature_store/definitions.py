@@ -6,6 +6,7 @@ turned into a `GroupSchema` for the stores. A feature is referenced as `project:
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -265,11 +266,42 @@ class Definitions(_Definition):
         return out
 
 
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def resolve_path(path: str, base: Path) -> str:
+    """A source path made absolute: relative paths are read from `base` (the definitions file's folder), `~` is
+    expanded, URLs (`s3://`, `https://`, `file://`, ...) and absolute paths are kept as written."""
+    if URL_RE.match(path):
+        return path
+    expanded = Path(path).expanduser()
+    if expanded.is_absolute():
+        return str(expanded)
+    return os.path.normpath(base.expanduser().resolve() / expanded)
+
+
+def resolve_source_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A definitions mapping (as read from YAML/JSON) with every batch group's `source.path` resolved against
+    `base` (see `resolve_path`); the catalog stores the resolved, absolute path."""
+    groups = data.get("batch_groups")
+    if not isinstance(groups, list):
+        return data
+    resolved = []
+    for group in groups:
+        source = group.get("source") if isinstance(group, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            group = {**group, "source": {**source, "path": resolve_path(source["path"], base)}}
+        resolved.append(group)
+    return {**data, "batch_groups": resolved}
+
+
 def load_definitions(path: str | Path) -> Definitions:
-    """Read a YAML definitions file (needs PyYAML)."""
+    """Read a YAML definitions file (needs PyYAML); relative source paths are resolved against its folder."""
     try:
         import yaml
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError('reading YAML definitions needs PyYAML: pip install "bottega[store]"') from exc
     data = yaml.safe_load(Path(path).read_text())
+    if isinstance(data, dict):
+        data = resolve_source_paths(data, Path(path).parent)
     return Definitions.model_validate(data)

@@ -48,7 +48,7 @@ class BatchParams(BaseModel):
 
 def run_batch_job(ctx: JobContext[BatchParams]) -> dict[str, Any]:
     from bottega.feature_store.batch.spark_pipeline import run_batch_engine
-    from bottega.feature_store.catalog import batch_group
+    from bottega.feature_store.catalog import batch_group, batch_stats
     from bottega.feature_store.config import StoreSettings
 
     client = ctx.client()
@@ -79,19 +79,14 @@ def run_batch_job(ctx: JobContext[BatchParams]) -> dict[str, Any]:
     finally:
         if online is not None:
             online.close()
-    client.features.report_stats(
-        ctx.project,
-        group.name,
-        rows_offline=result.rows_offline,
-        rows_online=result.rows_online,
-        last_run_at=datetime.now(UTC),
-    )
+    client.features.report_stats(ctx.project, group.name, **batch_stats(result))
     return {
         "group": group.name,
         "start": start.isoformat(),
         "end": end.isoformat(),
         "rows_offline": result.rows_offline,
         "rows_online": result.rows_online,
+        "last_event_time": result.last_event_time.isoformat() if result.last_event_time else None,
         "engine": ctx.params.engine,
     }
 

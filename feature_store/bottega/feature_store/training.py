@@ -67,10 +67,18 @@ def get_training_set(
     offline_root: str | Path | None = None,
     engine: Literal["duckdb", "spark"] = "duckdb",
     spark: Any = None,
+    on_duplicates: str = "warn",
+    entity_keys: Sequence[str] | None = None,
 ) -> Any:
-    """The label rows with one column per feature (`<group>__<feature>`), point-in-time correct, as pyarrow."""
+    """The label rows with one column per feature (`<group>__<feature>`), point-in-time correct, as pyarrow.
+
+    Duplicate label rows (exact copies) and conflicting ones (same entity keys and timestamp, other values) are
+    counted first (`bottega.feature_store.labels`): `on_duplicates` `warn` keeps them and logs, `keep` keeps them,
+    `error` refuses the table. The counts ride in the result's schema metadata: `labels.label_duplicates(table)`.
+    `entity_keys` defaults to the join keys of the features' entities."""
     require("duckdb", "store")
     from bottega.feature_store.config import StoreSettings
+    from bottega.feature_store.labels import check_labels, with_duplicates
     from bottega.feature_store.offline.store import OfflineStore
 
     refs = [f if isinstance(f, FeatureRef) else FeatureRef.parse(f) for f in features]
@@ -88,12 +96,15 @@ def get_training_set(
     joined = list(dict.fromkeys([*stored, *inputs]))
     store = OfflineStore(offline_root) if offline_root else StoreSettings.from_env().offline()
     labels = read_labels(label_source)
+    if entity_keys is None:
+        entity_keys = list(dict.fromkeys(k for g in resolution.groups for k in g.entity.join_keys))
+    found = check_labels(labels, entity_keys, timestamp_column, on_duplicates, what="the label table")
     table = labels
     if joined:
         table = _join(store, labels, joined, schemas, timestamp_column, engine, spark)
     table = add_on_demand_columns(table, [(transforms[key], names) for key, names in computed.items()], column_name)
     wanted = [*labels.column_names, *(column_name(r) for r in refs)]
-    return table.select(list(dict.fromkeys(wanted)))
+    return with_duplicates(table.select(list(dict.fromkeys(wanted))), found)
 
 
 def _join(

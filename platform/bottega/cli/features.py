@@ -65,6 +65,32 @@ def _group_row(group: Any) -> dict[str, Any]:
     }
 
 
+def _check_batch_groups(data: dict[str, Any], project: str | None) -> None:
+    """Refuse batch groups whose source is missing or whose SQL names columns the source lacks or leaves out
+    declared ones (a zero-row bind with DuckDB). Definitions that do not validate are left for the API to report."""
+    from pydantic import ValidationError
+
+    from bottega.feature_store.definitions import Definitions
+
+    if not data.get("batch_groups"):
+        return
+    try:
+        definitions = Definitions.model_validate({**data, "project": project or data.get("project")})
+    except ValidationError:
+        return
+    from bottega.core.extras import require
+
+    require("duckdb", "store")
+    from bottega.feature_store.batch.checks import TransformCheckError, check_definitions
+
+    try:
+        notes = check_definitions(definitions)
+    except TransformCheckError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from exc
+    for note in notes:
+        Console(stderr=True).print(f"not checked: {note}", highlight=False)
+
+
 @app.command("apply")
 def apply(
     ctx: typer.Context,
@@ -74,11 +100,20 @@ def apply(
     fingerprint: Annotated[
         bool, typer.Option(help="import on-demand functions (from here) to fingerprint their code")
     ] = True,
+    check: Annotated[
+        bool,
+        typer.Option(help="check each batch group's source exists and its SQL binds to the source's columns"),
+    ] = True,
 ) -> None:
-    """Register a definitions file in one transaction: its entities, then its groups."""
-    data = read_definitions(file)
+    """Register a definitions file in one transaction: its entities, then its groups. Relative source paths are
+    read from the file's folder and registered absolute; batch groups are checked against their sources first."""
+    from bottega.feature_store.definitions import resolve_source_paths
+
+    data = resolve_source_paths(read_definitions(file), file.parent)
     if project is None and not data.get("project"):
         raise typer.BadParameter("the file names no project: add `project:` to it or pass --project")
+    if check:
+        _check_batch_groups(data, project)
     with client(ctx) as sdk:
         applied = sdk.features.register(data, project=project, new_version=new_version, fingerprint=fingerprint)
     if state(ctx).as_json:

@@ -49,7 +49,7 @@ def run_group(
     if engine == "spark":
         require("pyspark", "spark")
     from bottega.feature_store.batch.spark_pipeline import run_batch_engine
-    from bottega.feature_store.catalog import batch_group
+    from bottega.feature_store.catalog import batch_group, batch_stats
     from bottega.feature_store.config import StoreSettings
     from bottega.feature_store.definitions import parse_duration
 
@@ -78,13 +78,7 @@ def run_group(
             finally:
                 if online is not None:
                     online.close()
-        sdk.features.report_stats(
-            project,
-            group,
-            rows_offline=result.rows_offline,
-            rows_online=result.rows_online,
-            last_run_at=datetime.now(UTC),
-        )
+        sdk.features.report_stats(project, group, **batch_stats(result))
     done(
         ctx,
         f"{project}:{group} [{begin.isoformat()}, {stop.isoformat()}): {result.rows_offline} rows offline, "
@@ -222,24 +216,42 @@ def training_set(
     feature: Annotated[list[str], typer.Option("--feature", "-f", help="project:group:feature, repeatable")],
     out: Annotated[Path, typer.Option("--out", "-o", help="where to write the training set (Parquet)")],
     timestamp_column: Annotated[str, typer.Option(help="the label table's time column")] = "timestamp",
+    on_duplicates: Annotated[
+        str, typer.Option(help="duplicate or conflicting label rows: warn (keep, report), keep, or error (refuse)")
+    ] = "warn",
 ) -> None:
     """Build a point-in-time correct training set from the offline store (DuckDB engine)."""
     require("duckdb", "store")
     import pyarrow.parquet as pq
 
+    from bottega.feature_store.labels import POLICIES, label_duplicates
+
+    if on_duplicates not in POLICIES:
+        raise typer.BadParameter(f"{on_duplicates!r}: choose warn, keep or error", param_hint="--on-duplicates")
     if not labels.exists():
         raise typer.BadParameter(f"{labels} does not exist", param_hint="LABELS")
     with client(ctx) as sdk:
         try:
-            table: Any = sdk.get_training_set(labels, feature, timestamp_column=timestamp_column)
+            table: Any = sdk.get_training_set(
+                labels,
+                feature,
+                timestamp_column=timestamp_column,
+                on_duplicates=on_duplicates,  # type: ignore[arg-type]
+            )
         except (ValueError, KeyError) as exc:
             raise typer.BadParameter(str(exc)) from exc
+    found = label_duplicates(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     filled = {name: table.num_rows - table.column(name).null_count for name in table.column_names[-len(feature) :]}
     summary = {"rows": table.num_rows, "columns": table.column_names, "non_null": filled, "path": str(out)}
+    if found is not None:
+        summary["duplicates"] = found.as_dict()
     if state(ctx).as_json:
         emit(ctx, summary)
         return
-    Console().print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {out}", highlight=False)
+    console = Console()
+    console.print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {out}", highlight=False)
+    if found is not None and found.found:
+        console.print(f"label duplicates ({on_duplicates}): {found.describe()}", highlight=False)
     emit(ctx, [{"feature": k, "non_null": v} for k, v in filled.items()], ["feature", "non_null"])

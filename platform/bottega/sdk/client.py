@@ -101,10 +101,13 @@ class Client:
         offline_root: str | None = None,
         engine: Literal["duckdb", "spark"] = "duckdb",
         spark: Any = None,
+        on_duplicates: Literal["error", "warn", "keep"] = "warn",
     ) -> Any:
         """A point-in-time correct training set (pyarrow Table): `label_source` (a Parquet/CSV path, a pandas
         DataFrame or a pyarrow Table with entity keys and `timestamp_column`) joined with `features`
-        (`project:group:feature`) from the offline store. Needs `bottega[store,spark]` (DuckDB, pyarrow)."""
+        (`project:group:feature`) from the offline store. Needs `bottega[store,spark]` (DuckDB, pyarrow).
+        Duplicate and conflicting label rows are counted; `on_duplicates` warns (default), keeps silently or
+        raises `DuplicateLabels`; `bottega.feature_store.labels.label_duplicates(table)` gives the counts."""
         from bottega.feature_store.training import get_training_set
 
         return get_training_set(
@@ -115,6 +118,7 @@ class Client:
             offline_root=offline_root,
             engine=engine,
             spark=spark,
+            on_duplicates=on_duplicates,
         )
 
     def train(self, spec: Any, progress: Any = None) -> Any:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from api_harness import ApiHarness
 from cli_harness import cli_invoker
@@ -40,7 +43,13 @@ stream_groups:
 
 
 @pytest.fixture
-def cli(api: ApiHarness, monkeypatch: pytest.MonkeyPatch) -> Any:
+def cli(api: ApiHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    # the source the definitions name (data/orders.parquet next to the file): apply checks the SQL against it
+    (tmp_path / "data").mkdir()
+    times = pa.array([datetime(2026, 11, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
+    pq.write_table(
+        pa.table({"restaurant_id": [1], "ordered_at": times, "prep": [4.5]}), tmp_path / "data/orders.parquet"
+    )
     return cli_invoker(api, monkeypatch, "features", api.project("eats", owner="alice"))
 
 

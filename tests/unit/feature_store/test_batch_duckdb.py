@@ -95,3 +95,36 @@ def test_pipeline_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="empty time range"):
         run_batch(group(tmp_path / "orders.parquet"), schema, offline, None, DAY, DAY)
     assert not offline.has_data(schema)
+
+
+def test_a_value_that_does_not_fit_the_dtype_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    orders(tmp_path / "orders.parquet")
+    good = group(tmp_path / "orders.parquet")
+    schema = good.schema_for("eats", RESTAURANT)
+    offline = OfflineStore(tmp_path / "offline")
+    run_batch(good, schema, offline, None, DAY, DAY + timedelta(days=5))
+    before = offline.read(schema).sort_by([("restaurant_id", "ascending"), ("event_time", "ascending")])
+    fractional = group(
+        tmp_path / "orders.parquet",
+        "SELECT restaurant_id, date_trunc('day', ordered_at) + INTERVAL 1 DAY AS event_time, "
+        "avg(prep_time) AS avg_prep, count(*) / 8 AS n_orders FROM source GROUP BY ALL",
+    )
+    with pytest.raises(PipelineError) as refused:
+        run_batch(fractional, schema, offline, None, DAY, DAY + timedelta(days=5))
+    message = str(refused.value)
+    for part in ("'daily_prep'", "'n_orders'", "declared int", "double", "0.5", "CAST(n_orders AS BIGINT)", "float"):
+        assert part in message
+    assert "ArrowInvalid" not in message
+    after = offline.read(schema).sort_by([("restaurant_id", "ascending"), ("event_time", "ascending")])
+    assert after == before
+
+
+def test_the_result_carries_the_newest_event_time(tmp_path: Path) -> None:
+    orders(tmp_path / "orders.parquet")
+    fg = group(tmp_path / "orders.parquet")
+    schema = fg.schema_for("eats", RESTAURANT)
+    offline = OfflineStore(tmp_path / "offline")
+    result = run_batch(fg, schema, offline, None, DAY, DAY + timedelta(days=3))
+    assert result.last_event_time == DAY + timedelta(days=2)
+    empty = run_batch(fg, schema, offline, None, DAY + timedelta(days=30), DAY + timedelta(days=31))
+    assert (empty.rows_offline, empty.last_event_time) == (0, None)

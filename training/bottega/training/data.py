@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from bottega.feature_store.labels import LabelDuplicates
     from bottega.sdk import Client
 
 
@@ -44,12 +45,16 @@ class TrainingData:
     train: Part
     eval: Part
     dropped_rows: int
+    duplicates: LabelDuplicates | None = None
+    """duplicate and conflicting label rows found (kept unless `dataset.on_duplicates` is error)."""
 
     def summary(self) -> dict[str, Any]:
         return {
             "train_rows": self.train.rows,
             "eval_rows": self.eval.rows,
             "dropped_rows_without_label": self.dropped_rows,
+            "label_duplicate_rows": self.duplicates.duplicate_rows if self.duplicates else None,
+            "label_conflicting_rows": self.duplicates.conflicting_rows if self.duplicates else None,
             "features": list(self.feature_names),
             "classes": [str(c) for c in self.classes] if self.classes is not None else None,
         }
@@ -72,6 +77,7 @@ def signature_type(dtype: pa.DataType) -> str | None:
 
 def load_frame(client: Client, spec: TrainingSpec) -> pa.Table:
     """The label table with its store features joined point in time (pyarrow)."""
+    from bottega.feature_store.labels import DuplicateLabels, check_labels, with_duplicates
     from bottega.feature_store.training import get_training_set, read_labels
 
     ds = spec.dataset
@@ -92,17 +98,28 @@ def load_frame(client: Client, spec: TrainingSpec) -> pa.Table:
                 f"{field}: column {missing[0]!r} is not in the label table {path} "
                 f"(its columns: {', '.join(labels.column_names)})"
             )
-    if not ds.features:
-        return labels
-    return get_training_set(
-        client, labels, ds.features, timestamp_column=ds.timestamp_column, offline_root=ds.offline_root
-    )
+    try:
+        if not ds.features:
+            found = check_labels(labels, ds.entity_keys, ds.timestamp_column, ds.on_duplicates, what="dataset.labels")
+            return with_duplicates(labels, found)
+        return get_training_set(
+            client,
+            labels,
+            ds.features,
+            timestamp_column=ds.timestamp_column,
+            offline_root=ds.offline_root,
+            on_duplicates=ds.on_duplicates,
+            entity_keys=ds.entity_keys,
+        )
+    except DuplicateLabels as exc:
+        raise SpecError(f"dataset.on_duplicates is error: {exc}") from exc
 
 
 def build_dataset(client: Client, spec: TrainingSpec) -> TrainingData:
     """Read, join, encode and split the training data the spec describes."""
     import pyarrow.compute as pc
 
+    from bottega.feature_store.labels import label_duplicates
     from bottega.feature_store.offline.pit_duckdb import column_name
     from bottega.feature_store.types import FeatureRef
 
@@ -127,7 +144,8 @@ def build_dataset(client: Client, spec: TrainingSpec) -> TrainingData:
     if train.rows == 0 or held.rows == 0:
         side = "training" if train.rows == 0 else "evaluation"
         raise SpecError(f"split: leaves no rows for {side} ({labelled.num_rows} labelled rows)")
-    return TrainingData(names, request, store_columns, classes, train, held, dropped)
+    duplicates = label_duplicates(table)
+    return TrainingData(names, request, store_columns, classes, train, held, dropped, duplicates)
 
 
 def rows_of(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -190,16 +190,31 @@ def train(
     data = build_dataset(client, spec)
     slices = load_slices(spec, data)
     ensure_model(client, spec)
-    tags = {"trainer": spec.model.type, "model": spec.model_name, **spec.tags}
+    tags = {"trainer": spec.model.type, "model": spec.model_name, **spec.tags, **label_tags(spec, data)}
     if spec.tuning is not None:
         tags["tuning"] = "optuna"
     run = client.runs.create(spec.project, spec.run_name or spec.model_name, description=spec.description, tags=tags)
     try:
+        if data.duplicates is not None:
+            counts = {"labels.duplicate_rows": data.duplicates.duplicate_rows}
+            counts["labels.conflicting_rows"] = data.duplicates.conflicting_rows
+            client.runs.log_metrics(spec.project, run.id, counts)
         return _train_in_run(client, spec, data, run.id, shown, slices)
     except BaseException:
         with contextlib.suppress(Exception):
             client.runs.finish(spec.project, run.id, "failed")
         raise
+
+
+def label_tags(spec: TrainingSpec, data: TrainingData) -> dict[str, str]:
+    """The run's `labels.duplicates` tag: `none`, or the counts found and the policy that kept them."""
+    found = data.duplicates
+    if found is None:
+        return {}
+    if not found.found:
+        return {"labels.duplicates": "none"}
+    counts = f"{found.duplicate_rows} duplicate, {found.conflicting_rows} conflicting"
+    return {"labels.duplicates": f"{counts} ({spec.dataset.on_duplicates})"}
 
 
 def _fit(client: Client, spec: TrainingSpec, data: TrainingData, run_id: str, shown: Progress) -> TrainedModel:

@@ -104,6 +104,11 @@ class DatasetSpec(_Strict):
     features: list[FeatureRefText] = Field(default_factory=list, description="store features to join")
     request_features: list[ColumnName] = Field(default_factory=list, description="label-table columns used as inputs")
     offline_root: str | None = Field(default=None, description="offline store root; default from BOTTEGA_OFFLINE_URL")
+    on_duplicates: Literal["error", "warn", "keep"] = Field(
+        default="warn",
+        description="label rows repeated exactly or conflicting (same keys and timestamp): warn (keep and report), "
+        "keep (report only) or error (refuse)",
+    )
 
     @field_validator("features", "request_features", "entity_keys")
     @classmethod

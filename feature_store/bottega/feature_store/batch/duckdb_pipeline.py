@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bottega.feature_store.batch.checks import DtypeMismatch, check_dtypes
 from bottega.feature_store.definitions import BatchFeatureGroup
 from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.online.base import OnlineStore, as_utc
@@ -32,6 +33,8 @@ class BatchResult:
     end: datetime
     rows_offline: int
     rows_online: int
+    last_event_time: datetime | None = None
+    """the latest event_time of the rows written (None when none were)."""
 
 
 class PipelineError(ValueError):
@@ -141,6 +144,10 @@ def run_batch(
     report = progress or (lambda _stage, _n: None)
     table = compute(group, schema, start, end)
     report("computed", table.num_rows)
+    try:
+        check_dtypes(group.name, schema, table)
+    except DtypeMismatch as exc:
+        raise PipelineError(str(exc)) from exc
     conformed = offline.conform(schema, table)
     offline.upsert(schema, conformed)
     report("offline", conformed.num_rows)
@@ -148,4 +155,21 @@ def run_batch(
     if group.online and online is not None and conformed.num_rows:
         written = materialize(schema, conformed, online)
         report("online", written)
-    return BatchResult(group=group.name, start=start, end=end, rows_offline=conformed.num_rows, rows_online=written)
+    return BatchResult(
+        group=group.name,
+        start=start,
+        end=end,
+        rows_offline=conformed.num_rows,
+        rows_online=written,
+        last_event_time=newest_event_time(conformed),
+    )
+
+
+def newest_event_time(table: Any) -> datetime | None:
+    """The latest `event_time` of a pyarrow Table (None when it has no rows)."""
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return None
+    newest: datetime | None = pc.max(table.column("event_time")).as_py()
+    return as_utc(newest) if newest is not None else None

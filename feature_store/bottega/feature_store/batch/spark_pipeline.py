@@ -36,7 +36,7 @@ from bottega.feature_store.offline.pit_spark import SPARK_TYPES
 from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.online.base import OnlineStore, as_utc
 from bottega.feature_store.streaming.events import from_micros
-from bottega.feature_store.types import GroupSchema
+from bottega.feature_store.types import GroupSchema, ValueType
 
 SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
@@ -101,8 +101,29 @@ def conform(group_name: str, schema: GroupSchema, frame: Any) -> Any:
             f"feature group {group_name!r}: `event_time` must be a timezone-aware timestamp, "
             f"not {frame.schema['event_time'].dataType.simpleString()}"
         )
+    check_fractions(group_name, schema, frame)
     typed = [F.col(f"`{n}`").cast(SPARK_TYPES[t.value]).alias(n) for n, t in (*schema.entity_keys, *schema.features)]
     return frame.select(*typed, F.col("event_time"))
+
+
+def check_fractions(group_name: str, schema: GroupSchema, frame: Any) -> None:
+    """Refuse fractional values for `int` columns (Spark's cast would truncate 4.5 to 4 silently), naming the
+    column, its type, one offending value and the fixes, before anything is written."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DecimalType, DoubleType, FloatType
+
+    for name, vtype in (*schema.entity_keys, *schema.features):
+        data_type = frame.schema[name].dataType
+        if ValueType(vtype) is not ValueType.int or not isinstance(data_type, DoubleType | FloatType | DecimalType):
+            continue
+        column = F.col(f"`{name}`")
+        hit = frame.where(column.isNotNull() & ~F.isnan(column) & (column != F.floor(column))).select(column).first()
+        if hit is not None:
+            raise PipelineError(
+                f"feature group {group_name!r}: {name!r} is declared int but the transform returns "
+                f"{data_type.simpleString()} values that do not fit (e.g. {hit[0]!r}); cast it in the SQL "
+                f"(e.g. CAST({name} AS BIGINT) or round({name})) or declare dtype float"
+            )
 
 
 def compute_spark(session: Any, group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end: datetime) -> Any:
@@ -239,6 +260,7 @@ def run_batch_spark(
     require("pyspark", "spark")
     from pyspark import StorageLevel
     from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
 
     report = progress or (lambda _stage, _n: None)
     session = pipeline_session(spark)
@@ -249,6 +271,7 @@ def run_batch_spark(
         except PySparkException as exc:
             raise PipelineError(f"feature group {group.name!r}: computing the transform failed: {exc}") from exc
         report("computed", computed)
+        newest = rows.agg(F.unix_micros(F.max("event_time"))).first()[0] if computed else None
         written = upsert_offline(offline, schema, rows)
         report("offline", written)
         materialized = 0
@@ -257,7 +280,14 @@ def run_batch_spark(
             report("online", materialized)
     finally:
         rows.unpersist()
-    return BatchResult(group=group.name, start=start, end=end, rows_offline=written, rows_online=materialized)
+    return BatchResult(
+        group=group.name,
+        start=start,
+        end=end,
+        rows_offline=written,
+        rows_online=materialized,
+        last_event_time=from_micros(newest) if newest is not None else None,
+    )
 
 
 def run_batch_engine(

@@ -424,6 +424,19 @@ def delete_group(session: Session, principal: Principal, project: str, name: str
     )
 
 
+def _keep_newest_event(stored: FeatureGroupStats | None, values: dict[str, Any]) -> None:
+    """An older `last_event_time` (a backfill) never replaces a newer stored one: keep the stored time and give the
+    freshness it has now instead."""
+    reported = values.get("last_event_time")
+    if stored is None or stored.last_event_time is None or reported is None:
+        return
+    kept = stored.last_event_time if stored.last_event_time.tzinfo else stored.last_event_time.replace(tzinfo=UTC)
+    if kept > reported:
+        values["last_event_time"] = kept
+        if "freshness_seconds" in values:
+            values["freshness_seconds"] = max(0.0, (values["reported_at"] - kept).total_seconds())
+
+
 def report_stats(session: Session, principal: Principal, project: str, name: str, body: StatsReport) -> GroupStats:
     """Store a pipeline's statistics of a group (values not sent keep their last value). Not audited: pipelines
     report after every run, and the audit trail is for changes people make."""
@@ -431,6 +444,7 @@ def report_stats(session: Session, principal: Principal, project: str, name: str
     group = _group(session, proj, name)
     values: dict[str, Any] = body.model_dump(exclude_none=True)
     values.update(reported_by=principal.user, reported_at=utcnow())
+    _keep_newest_event(repo.stats_of(session, [group.id]).get(group.id), values)
     repo.upsert_stats(session, group.id, values)
     stats = repo.stats_of(session, [group.id]).get(group.id)
     if stats is not None:
