@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
@@ -283,6 +284,35 @@ def test_data_errors_fail_before_any_run(world: World) -> None:
         train(world.sdk, spec)
     assert world.sdk.runs.list("shop", limit=200).total == before
     assert CUT.tzinfo is not None
+
+
+def test_duplicate_labels_are_reported_on_the_run_or_refused(world: World, tmp_path: Path) -> None:
+    labels = pq.read_table(world.labels)
+    copies = labels.slice(0, 30)  # 30 exact copies
+    conflict = labels.slice(100, 5)
+    conflict = conflict.set_column(
+        conflict.column_names.index("label"), "label", pc.subtract(1, conflict.column("label"))
+    )
+    dirty = pa.concat_tables([labels, copies, conflict])
+    path = tmp_path / "dirty.parquet"
+    pq.write_table(dirty, path)
+    spec = world.spec(model_name="dupes", gates=[])
+    spec["dataset"] = {**spec["dataset"], "labels": str(path)}
+
+    result = train(world.sdk, spec)
+    run = world.sdk.runs.get("shop", result.run_id)
+    assert run.tags["labels.duplicates"] == "30 duplicate, 10 conflicting (warn)"
+    assert run.metrics["labels.duplicate_rows"].value == 30
+    assert run.metrics["labels.conflicting_rows"].value == 10
+
+    clean = train(world.sdk, world.spec(model_name="dupes", gates=[]))
+    assert world.sdk.runs.get("shop", clean.run_id).tags["labels.duplicates"] == "none"
+
+    before = world.sdk.runs.list("shop", limit=200).total
+    spec["dataset"] = {**spec["dataset"], "on_duplicates": "error"}
+    with pytest.raises(InvalidInput, match="on_duplicates is error"):
+        train(world.sdk, spec)
+    assert world.sdk.runs.list("shop", limit=200).total == before
 
 
 def test_cli_trains_from_a_yaml_spec(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

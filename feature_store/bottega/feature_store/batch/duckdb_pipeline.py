@@ -82,6 +82,25 @@ def _python_transform(con: Any, group: BatchFeatureGroup) -> str:
     return "SELECT * FROM transformed"
 
 
+def _in_range(table: Any, group: BatchFeatureGroup, start: datetime, end: datetime) -> Any:
+    """Rows with `start <= event_time < end`, event_time normalized by the one timestamp rule (core.timestamps)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from bottega.core.timestamps import normalize_table
+
+    if "event_time" not in table.column_names:
+        return table
+    try:
+        table = normalize_table(table, "event_time")
+    except ValueError as exc:
+        raise PipelineError(f"feature group {group.name!r}: {exc}") from exc
+    ts = table.column("event_time")
+    kind = pa.timestamp("us", tz="UTC")
+    keep = pc.and_(pc.greater_equal(ts, pa.scalar(start, kind)), pc.less(ts, pa.scalar(end, kind)))
+    return table.filter(keep)
+
+
 def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end: datetime) -> Any:
     """The transform's rows for `[start, end)` as a pyarrow Table, checked against the group's schema."""
     import duckdb
@@ -95,10 +114,7 @@ def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end:
         try:
             con.execute(f"CREATE VIEW source AS {_source_sql(group)}")
             query = group.transform_sql if group.transform is None else _python_transform(con, group)
-            result: Any = con.sql(
-                f"SELECT * FROM ({query}) AS t WHERE event_time >= $start AND event_time < $end",
-                params={"start": start, "end": end},
-            ).to_arrow_table()
+            result: Any = _in_range(con.sql(f"SELECT * FROM ({query}) AS t").to_arrow_table(), group, start, end)
         except duckdb.Error as exc:
             raise PipelineError(f"feature group {group.name!r}: the source or transform failed: {exc}") from exc
     finally:

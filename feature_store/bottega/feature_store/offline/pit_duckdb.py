@@ -54,13 +54,8 @@ def _as_arrow(labels: Any) -> Any:
 
 
 def check_labels(labels: Any, timestamp_column: str, groups: list[tuple[GroupSchema, list[FeatureRef]]]) -> None:
-    import pyarrow as pa
-
     if timestamp_column not in labels.column_names:
         raise ValueError(f"the label table has no timestamp column {timestamp_column!r}")
-    ts_type = labels.schema.field(timestamp_column).type
-    if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
-        raise ValueError(f"label column {timestamp_column!r} must be a timezone-aware timestamp")
     for schema, _ in groups:
         missing = [k for k in schema.key_names if k not in labels.column_names]
         if missing:
@@ -82,9 +77,12 @@ def point_in_time_join(
     import duckdb
     import pyarrow as pa
 
+    from bottega.core.timestamps import normalize_table
+
     groups = plan_groups(features, schemas)
     table = _as_arrow(labels)
     check_labels(table, timestamp_column, groups)
+    table = normalize_table(table, timestamp_column)
     needed = list(dict.fromkeys([*(k for schema, _ in groups for k in schema.key_names), timestamp_column]))
     probe = table.select(needed).append_column(ROW, pa.array(range(table.num_rows), type=pa.int64()))
     con = duckdb.connect()
