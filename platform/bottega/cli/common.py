@@ -13,7 +13,9 @@ import httpx
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bottega.core.errors import BottegaError
 from bottega.sdk import Client
@@ -41,10 +43,10 @@ def client(ctx: typer.Context) -> Iterator[Client]:
         with Client(st.url, st.token) as sdk:
             yield sdk
     except BottegaError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc.detail}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc.detail))}", highlight=False)
         raise typer.Exit(1) from exc
     except (httpx.TransportError, OSError) as exc:  # connection refused, DNS, timeouts
-        Console(stderr=True).print(f"[red]error:[/red] cannot reach the API: {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] cannot reach the API: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -66,23 +68,53 @@ def emit(ctx: typer.Context, value: Any, columns: Sequence[str] | None = None, t
     if isinstance(data, dict) and "items" in data and isinstance(data["items"], list):
         data = data["items"]
     if isinstance(data, list):
-        table = Table(title=title)
         cols = list(columns or (data[0].keys() if data else []))
-        for col in cols:
-            table.add_column(col)
-        for row in data:
-            table.add_row(*[_cell(row.get(col)) for col in cols])
-        console.print(table)
+        console.print(_list_table(console, data, cols, title))
         return
     if isinstance(data, dict):
-        table = Table(show_header=False, title=title)
-        table.add_column("field", style="bold")
-        table.add_column("value")
+        table = Table(show_header=False, title=_text(title))
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
         for key in columns or data.keys():
-            table.add_row(key, _cell(data.get(key)))
+            table.add_row(Text(str(key)), Text(_cell(data.get(key))))
         console.print(table)
         return
-    console.print(data)
+    console.print(data, markup=False, highlight=False)
+
+
+IDENTIFIERS = ("name", "id", "model", "version", "alias", "project", "ref", "feature", "deployment", "group", "key")
+
+
+def _is_identifier(column: str) -> bool:
+    return any(column == word or column.endswith(("_" + word, word + "s")) for word in IDENTIFIERS)
+
+
+def _text(value: str | None) -> Text | None:
+    return None if value is None else Text(value)
+
+
+def _list_table(console: Console, rows: list[Any], cols: list[str], title: str | None) -> Table:
+    """Rows as a table that never cuts an identifier (names, ids, versions, refs): those columns keep their whole
+    width, the others fold; when the identifiers alone do not fit the terminal, one `field  value` block per row."""
+    cells = [[_cell(row.get(col)) for col in cols] for row in rows]
+    widths = {col: max([len(col), *(len(r[i]) for r in cells)]) for i, col in enumerate(cols)}
+    needed = sum(widths[c] + 3 for c in cols if _is_identifier(c)) + 4 * (len(cols) - sum(map(_is_identifier, cols)))
+    if needed > console.width:
+        vertical = Table(show_header=False, title=_text(title), show_lines=True)
+        vertical.add_column("field", style="bold", no_wrap=True)
+        vertical.add_column("value", overflow="fold")
+        for row in cells:
+            vertical.add_row(Text("\n".join(cols)), Text("\n".join(row)))
+        return vertical
+    table = Table(title=_text(title))
+    for col in cols:
+        if _is_identifier(col):
+            table.add_column(col, no_wrap=True, min_width=widths[col])
+        else:
+            table.add_column(col, overflow="fold")
+    for row in cells:
+        table.add_row(*[Text(c) for c in row])
+    return table
 
 
 def _cell(value: Any) -> str:
@@ -98,6 +130,6 @@ def done(ctx: typer.Context, message: str, value: Any = None, render: Callable[[
     if state(ctx).as_json:
         emit(ctx, value if value is not None else {"ok": True, "message": message})
         return
-    Console().print(message, highlight=False)
+    Console().print(message, highlight=False, markup=False)
     if render:
         render()

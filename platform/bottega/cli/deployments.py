@@ -45,7 +45,7 @@ Force = Annotated[bool, typer.Option("--force", help="base the change on the cur
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    Console(stderr=True).print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
     return typer.Exit(2)
 
 
@@ -378,7 +378,7 @@ def watch(
                 return
             for change in result.changes:
                 _print_change(change, False)
-            Console().print(f"sequence {result.sequence}", highlight=False)
+            Console().print(f"sequence {result.sequence}", highlight=False, markup=False)
             return
         try:
             for change in sdk.deployments.watch_iter(since, timeout=timeout, project=project):
@@ -396,4 +396,4 @@ def _print_change(change: WatchChange, as_json: bool) -> None:
         f"{change.sequence:>8}  {change.created_at:%Y-%m-%d %H:%M:%S}  {change.project}/{change.name} "
         f"r{change.revision}  {summary(change.spec, change.active)}  by {change.created_by}"
     )
-    Console().print(line, highlight=False, soft_wrap=True)
+    Console().print(line, highlight=False, markup=False, soft_wrap=True)

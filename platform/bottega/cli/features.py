@@ -88,7 +88,7 @@ def _check_batch_groups(data: dict[str, Any], project: str | None) -> None:
     except TransformCheckError as exc:
         raise typer.BadParameter(str(exc), param_hint="FILE") from exc
     for note in notes:
-        Console(stderr=True).print(f"not checked: {note}", highlight=False)
+        Console(stderr=True).print(f"not checked: {note}", highlight=False, markup=False)
 
 
 @app.command("apply")
@@ -128,7 +128,9 @@ def apply(
         table.add_row(f"{group.kind} group", group.name, group.outcome, str(group.version), note)
     console.print(table)
     counts = {o: sum(g.outcome == o for g in applied.groups) for o in ("created", "updated", "unchanged")}
-    console.print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()) + " groups", highlight=False)
+    console.print(
+        ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) + " groups", highlight=False, markup=False
+    )
 
 
 @app.command("list")

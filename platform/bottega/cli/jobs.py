@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bottega.cli.common import client, done, emit, state
 
@@ -110,7 +111,7 @@ def _wait(sdk: Any, project: str, run_id: str, timeout: float | None) -> Any:
     try:
         return sdk.jobs.wait(project, run_id, timeout)
     except TimeoutError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
 
 
@@ -293,11 +294,11 @@ def worker(
             )
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--job-type") from exc
-        console.print(f"worker {runner.name}: job types {', '.join(runner.job_types)}", highlight=False)
+        console.print(f"worker {runner.name}: job types {', '.join(runner.job_types)}", highlight=False, markup=False)
         try:
             processed = _supervise(runner, once, console)
         except httpx.HTTPError as exc:
-            console.print(f"[red]error:[/red] cannot reach the API: {exc}", highlight=False)
+            console.print(f"[red]error:[/red] cannot reach the API: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from exc
     last = runner.last
     if once and processed == 0:
@@ -333,10 +334,14 @@ def _supervise(runner: Any, once: bool, console: Console) -> int:
                 time.sleep(0.2)
             except KeyboardInterrupt:
                 if not runner.stopping:
-                    console.print("stopping after the current run; Ctrl-C again to abandon it", highlight=False)
+                    console.print(
+                        "stopping after the current run; Ctrl-C again to abandon it", highlight=False, markup=False
+                    )
                     runner.stop()
                 else:
-                    console.print("abandoning the current run (it goes back to the queue)", highlight=False)
+                    console.print(
+                        "abandoning the current run (it goes back to the queue)", highlight=False, markup=False
+                    )
                     runner.stop(abandon=True)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -296,10 +296,16 @@ def download(
     project: ProjectArg,
     name: ModelArg,
     version: VersionArg = "latest",
-    dest: Annotated[Path, typer.Option(help="folder to write the artifacts into")] = Path("."),
+    folder: Annotated[
+        Path | None, typer.Argument(help="folder to write the artifacts into (or --dest; default: .)")
+    ] = None,
+    dest: Annotated[Path | None, typer.Option(help="folder to write the artifacts into (default: .)")] = None,
     path: Annotated[list[str] | None, typer.Option(help="only this artifact; repeat for several")] = None,
 ) -> None:
     """Download a version's artifacts; each file is re-hashed and kept only when its SHA-256 matches."""
+    if folder is not None and dest is not None and folder != dest:
+        raise typer.BadParameter(f"two folders given ({folder} and --dest {dest}): give one", param_hint="--dest")
+    dest = folder or dest or Path(".")
     with client(ctx) as sdk, _progress(ctx, f"{name}@{version}") as progress:
         files = sdk.models.download(project, name, version, dest, paths=path, progress=progress)
     listing = {artifact: str(local) for artifact, local in files.items()}

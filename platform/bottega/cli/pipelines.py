@@ -251,7 +251,7 @@ def training_set(
         emit(ctx, summary)
         return
     console = Console()
-    console.print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {out}", highlight=False)
+    console.print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {out}", highlight=False, markup=False)
     if found is not None and found.found:
-        console.print(f"label duplicates ({on_duplicates}): {found.describe()}", highlight=False)
+        console.print(f"label duplicates ({on_duplicates}): {found.describe()}", highlight=False, markup=False)
     emit(ctx, [{"feature": k, "non_null": v} for k, v in filled.items()], ["feature", "non_null"])

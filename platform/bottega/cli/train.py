@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bottega.cli.common import client, emit, state
@@ -32,7 +33,7 @@ class RichProgress:
         self.task: Any = None
 
     def stage(self, message: str) -> None:
-        self.console.print(f"[dim]{message}[/dim]", highlight=False)
+        self.console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
 
     def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None:
         if self.task is None:
@@ -74,13 +75,13 @@ def train_command(
 def _summary(console: Console, result: dict[str, Any]) -> None:
     out = Console()
     for warning in result["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}", highlight=False)
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     out.print(
         f"registered {result['model']} v{result['version']} ({result['flavor']}) from run {result['run_id']}",
         highlight=False,
     )
-    out.print(f"eval: {metrics}", highlight=False)
+    out.print(f"eval: {metrics}", highlight=False, markup=False)
     for gate in result["gates"]:
         mark = "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]"
         out.print(f"gate {gate['gate']}: {mark} (value {gate['value']})", highlight=False)

@@ -35,7 +35,6 @@ def _refuse(name: str, kind: Any) -> ValueError:
 def _parse_text(column: Any, name: str) -> Any:
     import pyarrow as pa
 
-
     values = column.to_pylist() if hasattr(column, "to_pylist") else list(column)
     parsed: list[datetime | None] = []
     naive = False

@@ -96,6 +96,11 @@ def test_cli_end_to_end(api: ApiHarness, live_url: str, tmp_path: Path) -> None:
     dest = tmp_path / "out"
     assert "downloaded 2 file(s)" in cli("models", "download", "eats", "eta", "production", "--dest", str(dest))
     assert (dest / "weights" / "w.bin").read_bytes() == (model_dir / "weights" / "w.bin").read_bytes()
+    positional = tmp_path / "positional"  # the folder as a positional argument, as the SDK takes it
+    assert "downloaded 2 file(s)" in cli("models", "download", "eats", "eta", "production", str(positional))
+    assert (positional / "weights" / "w.bin").read_bytes() == (model_dir / "weights" / "w.bin").read_bytes()
+    both = cli("models", "download", "eats", "eta", "1", str(positional), "--dest", str(dest), code=2)
+    assert "two folders given" in both
     report = cli.json("models", "verify", "eats", "eta", "production")
     assert isinstance(report, list)
     assert {r["status"] for r in report} == {"ok"}

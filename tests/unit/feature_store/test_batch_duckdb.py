@@ -128,3 +128,33 @@ def test_the_result_carries_the_newest_event_time(tmp_path: Path) -> None:
     assert result.last_event_time == DAY + timedelta(days=2)
     empty = run_batch(fg, schema, offline, None, DAY + timedelta(days=30), DAY + timedelta(days=31))
     assert (empty.rows_offline, empty.last_event_time) == (0, None)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Rome", "+05:30", None])
+def test_pandas_written_sources_in_every_unit_and_zone(tmp_path: Path, unit: str, zone: str | None) -> None:
+    """pandas writes datetime64[ns, UTC] by default: such a source (and s/ms/us units, other zones, naive times
+    read as UTC) gives the same rows as the UTC-microsecond source, filtered on the same instants."""
+    import warnings
+
+    from bottega.core.timestamps import NaiveTimestampWarning
+
+    orders(tmp_path / "reference.parquet")
+    frame = pq.read_table(tmp_path / "reference.parquet").to_pandas()
+    at = frame["ordered_at"].dt.tz_convert(zone) if zone else frame["ordered_at"].dt.tz_localize(None)
+    frame["ordered_at"] = at.astype(f"datetime64[{unit}, {zone}]" if zone else f"datetime64[{unit}]")
+    frame.to_parquet(tmp_path / "pandas.parquet")  # pandas' own writer, as a user's notebook would
+    sql = "SELECT restaurant_id, ordered_at AS event_time, prep_time AS avg_prep, 1 AS n_orders FROM source"
+    start, end = DAY + timedelta(days=1, hours=3), DAY + timedelta(days=3)
+    results = {}
+    for name in ("reference", "pandas"):
+        fg = group(tmp_path / f"{name}.parquet", sql)
+        schema = fg.schema_for("eats", RESTAURANT)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_batch(fg, schema, OfflineStore(tmp_path / name), None, start, end)
+        naive = [w for w in caught if issubclass(w.category, NaiveTimestampWarning)]
+        assert bool(naive) == (name == "pandas" and zone is None)
+        results[name] = OfflineStore(tmp_path / name).read(schema).sort_by([("event_time", "ascending")])
+    assert results["pandas"].num_rows == 2 * 7  # 06:00 on day 1 .. 18:00 on day 2, two restaurants
+    assert results["pandas"].equals(results["reference"])

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from bottega.core.timestamps import NaiveTimestampWarning
 from bottega.feature_store.offline.pit_duckdb import point_in_time_join
 from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
@@ -127,10 +128,12 @@ def test_empty_group_and_bad_input(store: OfflineStore) -> None:
     assert point_in_time_join(store, labels, [PREP], SCHEMAS).to_pydict()["restaurant_stats__prep_time"] == [None]
     with pytest.raises(ValueError, match="lacks entity keys"):
         point_in_time_join(store, labels, [VISITS], SCHEMAS)
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.warns(NaiveTimestampWarning, match="'timestamp' has no time zone"):
         point_in_time_join(
             store, pa.table({"restaurant_id": [1], "timestamp": [T0.replace(tzinfo=None)]}), [PREP], SCHEMAS
         )
+    with pytest.raises(ValueError, match="'timestamp' has type int64"):
+        point_in_time_join(store, pa.table({"restaurant_id": [1], "timestamp": [1]}), [PREP], SCHEMAS)
     with pytest.raises(KeyError, match="unknown feature group"):
         point_in_time_join(store, labels, [FeatureRef.parse("eats:nope:x")], SCHEMAS)
     with pytest.raises(ValueError, match="timezone-aware"):

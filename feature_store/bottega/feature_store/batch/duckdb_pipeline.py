@@ -101,6 +101,21 @@ def _in_range(table: Any, group: BatchFeatureGroup, start: datetime, end: dateti
     return table.filter(keep)
 
 
+def _prefiltered(con: Any, query: str, start: datetime, end: datetime) -> Any:
+    """The transform's rows, already cut to `[start, end)` by DuckDB when `event_time` is a timestamp of any unit
+    or zone (cast to TIMESTAMPTZ: naive values read as UTC in this UTC session, as the rule says), so a short run
+    over a long source fetches only its rows; other types come whole and `_in_range` applies the rule to them."""
+    relation = con.sql(f"SELECT * FROM ({query}) AS t")
+    types = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
+    if not types.get("event_time", "").startswith("TIMESTAMP"):
+        return relation
+    return con.sql(
+        f"SELECT * FROM ({query}) AS t WHERE CAST(event_time AS TIMESTAMPTZ) >= $start "
+        "AND CAST(event_time AS TIMESTAMPTZ) < $end",
+        params={"start": start, "end": end},
+    )
+
+
 def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end: datetime) -> Any:
     """The transform's rows for `[start, end)` as a pyarrow Table, checked against the group's schema."""
     import duckdb
@@ -114,7 +129,7 @@ def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end:
         try:
             con.execute(f"CREATE VIEW source AS {_source_sql(group)}")
             query = group.transform_sql if group.transform is None else _python_transform(con, group)
-            result: Any = _in_range(con.sql(f"SELECT * FROM ({query}) AS t").to_arrow_table(), group, start, end)
+            result: Any = _in_range(_prefiltered(con, str(query), start, end).to_arrow_table(), group, start, end)
         except duckdb.Error as exc:
             raise PipelineError(f"feature group {group.name!r}: the source or transform failed: {exc}") from exc
     finally:
