@@ -18,7 +18,7 @@ from bottega.cli.common import client, emit, state
 
 
 class RichProgress:
-    """One bar over the boosting rounds, showing the latest metrics; stages as plain lines."""
+    """One bar over the boosting rounds (or a tuning study's trials), the latest metrics; stages as plain lines."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -35,10 +35,10 @@ class RichProgress:
     def stage(self, message: str) -> None:
         self.console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
 
-    def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None:
+    def iteration(self, step: int, total: int, metrics: Mapping[str, float], unit: str = "rounds") -> None:
         if self.task is None:
             self.bar.start()
-            self.task = self.bar.add_task("rounds", total=total, metrics="")
+            self.task = self.bar.add_task(unit, total=total, metrics="")
         shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("eval."))
         self.bar.update(self.task, completed=step + 1, metrics=shown)
 

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
@@ -286,35 +285,6 @@ def test_data_errors_fail_before_any_run(world: World) -> None:
     assert CUT.tzinfo is not None
 
 
-def test_duplicate_labels_are_reported_on_the_run_or_refused(world: World, tmp_path: Path) -> None:
-    labels = pq.read_table(world.labels)
-    copies = labels.slice(0, 30)  # 30 exact copies
-    conflict = labels.slice(100, 5)
-    conflict = conflict.set_column(
-        conflict.column_names.index("label"), "label", pc.subtract(1, conflict.column("label"))
-    )
-    dirty = pa.concat_tables([labels, copies, conflict])
-    path = tmp_path / "dirty.parquet"
-    pq.write_table(dirty, path)
-    spec = world.spec(model_name="dupes", gates=[])
-    spec["dataset"] = {**spec["dataset"], "labels": str(path)}
-
-    result = train(world.sdk, spec)
-    run = world.sdk.runs.get("shop", result.run_id)
-    assert run.tags["labels.duplicates"] == "30 duplicate, 10 conflicting (warn)"
-    assert run.metrics["labels.duplicate_rows"].value == 30
-    assert run.metrics["labels.conflicting_rows"].value == 10
-
-    clean = train(world.sdk, world.spec(model_name="dupes", gates=[]))
-    assert world.sdk.runs.get("shop", clean.run_id).tags["labels.duplicates"] == "none"
-
-    before = world.sdk.runs.list("shop", limit=200).total
-    spec["dataset"] = {**spec["dataset"], "on_duplicates": "error"}
-    with pytest.raises(InvalidInput, match="on_duplicates is error"):
-        train(world.sdk, spec)
-    assert world.sdk.runs.list("shop", limit=200).total == before
-
-
 def test_cli_trains_from_a_yaml_spec(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """`bottega train spec.yaml`: relative paths are read from the spec's folder; an invalid spec is one error line."""
     monkeypatch.setattr(common, "Client", lambda url, tok: Client(token=tok, http=world.api.client))
@@ -345,4 +315,24 @@ def test_cli_trains_from_a_yaml_spec(world: World, monkeypatch: pytest.MonkeyPat
     failed = runner.invoke(app, ["--token", token, "train", str(path)])
     assert failed.exit_code == 1
     assert "compute.kind: compute 'horovod' trains PyTorch models" in failed.output
+    assert world.sdk.runs.list("shop", limit=200).total == before
+
+
+def test_duplicate_labels_tag_metrics_and_error_policy(world: World, tmp_path: Path) -> None:
+    labels = pq.read_table(world.labels)
+    copies = labels.slice(0, 50)
+    conflict = labels.slice(60, 5).set_column(4, "label", pa.array([1 - v for v in labels["label"][60:65].to_pylist()]))
+    path = tmp_path / "labels.parquet"
+    pq.write_table(pa.concat_tables([labels, copies, conflict]), path)
+    spec = world.spec(model_name="churn-dups", gates=[])
+    spec["dataset"] = {**spec["dataset"], "labels": str(path)}
+    result = train(world.sdk, spec)
+    run = world.sdk.runs.get("shop", result.run_id)
+    assert run.tags["labels.duplicates"] == "50 duplicate, 10 conflicting (warn)"
+    assert world.sdk.runs.metric_history("shop", result.run_id, "labels.duplicate_rows")[0].value == 50
+    assert world.sdk.runs.metric_history("shop", result.run_id, "labels.conflicting_rows")[0].value == 10
+    before = world.sdk.runs.list("shop", limit=200).total
+    spec["dataset"] = {**spec["dataset"], "on_duplicates": "error"}
+    with pytest.raises(InvalidInput, match="50 exact duplicate rows and 10 conflicting rows"):
+        train(world.sdk, spec)
     assert world.sdk.runs.list("shop", limit=200).total == before

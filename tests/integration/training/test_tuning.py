@@ -41,7 +41,7 @@ class Recorder:
     def stage(self, message: str) -> None:
         self.stages.append(message)
 
-    def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None:
+    def iteration(self, step: int, total: int, metrics: Mapping[str, float], unit: str = "rounds") -> None:
         self.steps.append((step, total, dict(metrics)))
 
 
@@ -302,6 +302,7 @@ def test_invalid_tuning_fails_before_any_run(world: World, tuning: dict[str, Any
 
 def test_cli_shows_each_trial(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
+    import re
 
     import yaml
     from typer.testing import CliRunner
@@ -317,8 +318,12 @@ def test_cli_shows_each_trial(world: World, tmp_path: Path, monkeypatch: pytest.
     token = world.sdk.token or ""
     shown = runner.invoke(app, ["--token", token, "train", str(path)])
     assert shown.exit_code == 0, shown.output
-    for n in (1, 2, 3):
-        assert f"trial {n}/3 complete: auc=" in shown.output
+    for n in (0, 1, 2):  # trials numbered as their runs and the tuning.best_trial tag are: from 0
+        assert f"trial {n} ({n + 1}/3) complete: auc=" in shown.output
+    best = re.search(r"best trial (\d+):", shown.output)
+    assert best is not None
+    (parent,) = world.sdk.runs.list("shop", tags={"model": "tuned-cli", "tuning": "optuna"}).items
+    assert parent.tags["tuning.best_trial"] == best.group(1)
     assert "registered tuned-cli v1 (onnx)" in shown.stdout
     body = runner.invoke(app, ["--token", token, "--json", "train", str(path)])
     assert body.exit_code == 0, body.output

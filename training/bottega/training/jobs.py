@@ -236,7 +236,7 @@ class JobProgress:
         self.ctx.check_cancelled()
         self.ctx.log.info("%s", message)
 
-    def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None:
+    def iteration(self, step: int, total: int, metrics: Mapping[str, float], unit: str = "rounds") -> None:
         self.ctx.check_cancelled()
         every = max(1, total // self.lines)
         if step == 0 or (step + 1) % every == 0 or step + 1 == total:

@@ -46,14 +46,16 @@ FLUSH_POINTS = 2000
 class Progress(Protocol):
     def stage(self, message: str) -> None: ...
 
-    def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None: ...
+    def iteration(self, step: int, total: int, metrics: Mapping[str, float], unit: str = "rounds") -> None:
+        """`step` (0-based) of `total` `unit`s done (boosting rounds or epochs; trials while tuning)."""
+        ...
 
 
 class QuietProgress:
     def stage(self, message: str) -> None:
         pass
 
-    def iteration(self, step: int, total: int, metrics: Mapping[str, float]) -> None:
+    def iteration(self, step: int, total: int, metrics: Mapping[str, float], unit: str = "rounds") -> None:
         pass
 
 

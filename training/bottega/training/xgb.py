@@ -89,7 +89,10 @@ def train_xgboost(
     rounds_run = booster.num_boosted_rounds()
     best = rounds_run - 1
     if spec.xgboost_model.early_stopping_rounds is not None:
-        best = int(booster.best_iteration)
+        try:
+            best = int(booster.best_iteration)
+        except AttributeError:  # stopped (a pruned trial) before early stopping recorded a best round
+            best = rounds_run - 1
         if best + 1 < rounds_run:
             booster = booster[: best + 1]
     return TrainedModel(booster=booster, params=params, rounds_run=rounds_run, best_iteration=best, history=history)

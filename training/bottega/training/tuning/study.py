@@ -314,8 +314,9 @@ class Study:
             value = (record.error or "")[:200]
         shown = ", ".join(f"{k.removeprefix('model.')}={_short(v)}" for k, v in record.params.items())
         best_text = f" (best {best:.4f})" if best is not None else ""
-        self.shown.stage(f"trial {record.number + 1}/{total} {record.state}: {value}{best_text}  {shown}")
-        self.shown.iteration(self.done - 1, total, {f"eval.best_{self.metric}": best} if best is not None else {})
+        self.shown.stage(f"trial {record.number} ({self.done}/{total}) {record.state}: {value}{best_text}  {shown}")
+        best_metrics = {f"eval.best_{self.metric}": best} if best is not None else {}
+        self.shown.iteration(self.done - 1, total, best_metrics, unit="trials")
 
 
 def _short(value: Any) -> str:
@@ -360,7 +361,7 @@ def tune(client: Client, spec: TrainingSpec, data: TrainingData, parent_run_id: 
     value, number, best_spec, trained = study_state.best
     summary = summarize(study_state, records, wall)
     record_parent(client, spec, parent_run_id, summary, records, trained)
-    shown.stage(f"best trial {number + 1}: {study_state.metric}={value:.4f}")
+    shown.stage(f"best trial {number}: {study_state.metric}={value:.4f}")
     return TuningOutcome(spec=best_spec, trained=trained, summary=summary, records=records)
 
 
