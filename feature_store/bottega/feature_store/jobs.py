@@ -37,9 +37,9 @@ class BatchParams(BaseModel):
     @field_validator("start", "end")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a timezone, e.g. 2026-11-01T00:00:00Z")
-        return value
+        from bottega.core.timestamps import as_utc
+
+        return None if value is None else as_utc(value, "start/end")
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         end = self.end or now

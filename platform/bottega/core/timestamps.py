@@ -89,6 +89,11 @@ def as_utc(moment: datetime, name: str) -> datetime:
     if not isinstance(moment, datetime):
         raise _refuse(name, type(moment).__name__)
     if moment.tzinfo is None or moment.utcoffset() is None:
-        _warn_naive(name)
+        warnings.warn(
+            f"{name} {moment.isoformat()} has no time zone; read as UTC. Give an offset (e.g. "
+            f"{moment.isoformat()}+01:00 or {moment.isoformat()}Z) if it is another zone's time",
+            NaiveTimestampWarning,
+            stacklevel=2,
+        )
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

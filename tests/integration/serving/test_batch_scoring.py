@@ -249,6 +249,25 @@ def test_bad_input_fails_before_writing_and_keeps_the_previous_output(world: Wor
     assert parsed.rows == ROWS, "ISO-8601 text timestamps are parsed"
 
 
+@pytest.mark.parametrize(("unit", "zone"), [("ns", "UTC"), ("ms", "Europe/Rome"), ("s", "America/New_York")])
+def test_pandas_written_inputs_in_other_units_and_zones_score_the_same(
+    world: World, tmp_path: Path, unit: str, zone: str
+) -> None:
+    """The one timestamp rule: an input written by pandas (datetime64[ns, UTC] by default), or in another unit and
+    zone, joins the same point-in-time features and scores exactly as the UTC-microsecond input."""
+    reference = tmp_path / "reference.parquet"
+    score_local(world.sdk, world.request(reference, keep=("order_id",)), world.cache())
+    frame = pq.read_table(world.input).to_pandas()
+    frame["timestamp"] = frame["timestamp"].dt.tz_convert(zone).astype(f"datetime64[{unit}, {zone}]")
+    pandas_input = tmp_path / "pandas.parquet"
+    frame.to_parquet(pandas_input)
+    out = tmp_path / "out.parquet"
+    score_local(world.sdk, world.request(out, input=str(pandas_input), keep=("order_id",)), world.cache())
+    got, want = pq.read_table(out), pq.read_table(reference)
+    assert got.column("order_id").equals(want.column("order_id"))
+    assert got.column(1).to_pylist() == want.column(1).to_pylist()  # the prediction column
+
+
 @pytest.mark.spark
 def test_spark_engine_writes_what_the_local_engine_writes(world: World, spark: Any, tmp_path: Path) -> None:
     from bottega.serving.batch.spark import score_spark

@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from bottega.core.functions import FunctionError
+from bottega.core.timestamps import NaiveTimestampWarning
 from bottega.feature_store.batch.duckdb_pipeline import PipelineError, run_batch
 from bottega.feature_store.batch.spark_pipeline import run_batch_engine
 from bottega.feature_store.definitions import BatchFeatureGroup, Definitions, Entity, Feature, Source
@@ -156,6 +157,11 @@ def test_transform_errors_name_the_transform(tmp_path: Path, transform: str, mes
 
 def test_engine_choice_of_the_job_and_the_dispatcher(tmp_path: Path) -> None:
     assert BatchParams(group="daily_prep").engine == "duckdb"
+    with pytest.warns(NaiveTimestampWarning, match="start/end 2026-11-01T00:00:00 has no time zone"):
+        naive = BatchParams.model_validate({"group": "daily_prep", "start": "2026-11-01T00:00:00"})
+    assert naive.start == datetime(2026, 11, 1, tzinfo=UTC)
+    rome = BatchParams.model_validate({"group": "daily_prep", "end": "2026-11-01T01:00:00+01:00"})
+    assert rome.end == datetime(2026, 11, 1, tzinfo=UTC)
     assert BatchParams(group="daily_prep", engine="spark").engine == "spark"
     with pytest.raises(ValidationError, match="'duckdb' or 'spark'"):
         BatchParams.model_validate({"group": "daily_prep", "engine": "flink"})

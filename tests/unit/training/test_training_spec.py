@@ -61,7 +61,7 @@ def test_a_valid_spec_parses_with_defaults() -> None:
         ({"dataset__request_features": ["late"]}, "'late' is the label column"),
         ({"dataset__entity_keys": ["a", "a"]}, "dataset.entity_keys: 'a' is listed twice"),
         ({"split": {"kind": "time"}}, "split.time.cut: Field required"),
-        ({"split": {"kind": "time", "cut": "2026-11-20T00:00:00"}}, "split.time.cut: Input should have timezone"),
+        ({"split": {"kind": "time", "cut": 1700000000.5 + 1j}}, "split.time.cut"),
         ({"split": {"kind": "kfold"}}, "split: Input tag 'kfold'"),
         ({"split__eval_fraction": 0.0}, "split.random.eval_fraction"),
         ({"model__type": "keras"}, "model: Input tag 'keras' found using 'type'"),
@@ -105,3 +105,16 @@ def test_yaml_file_resolves_paths_from_its_folder(tmp_path: Path) -> None:
         load_spec(path)
     with pytest.raises(SpecError, match="is not a file"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def test_split_cut_follows_the_timestamp_rule() -> None:
+    """One rule everywhere (bottega.core.timestamps): an offset is honoured, a naive time is UTC with a warning."""
+    from datetime import UTC, datetime
+
+    from bottega.core.timestamps import NaiveTimestampWarning
+
+    rome = parse_spec(spec_with(split={"kind": "time", "cut": "2026-11-20T01:00:00+01:00"}))
+    assert rome.split.cut == datetime(2026, 11, 20, tzinfo=UTC)  # type: ignore[union-attr]
+    with pytest.warns(NaiveTimestampWarning, match="split.cut 2026-11-20T00:00:00 has no time zone; read as UTC"):
+        naive = parse_spec(spec_with(split={"kind": "time", "cut": "2026-11-20T00:00:00"}))
+    assert naive.split.cut == datetime(2026, 11, 20, tzinfo=UTC)  # type: ignore[union-attr]

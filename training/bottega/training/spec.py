@@ -30,11 +30,11 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -137,7 +137,16 @@ class TimeSplit(_Strict):
     """Rows with timestamp < cut train the model; rows at or after the cut evaluate it."""
 
     kind: Literal["time"]
-    cut: AwareDatetime = Field(description="ISO-8601 datetime with a timezone, e.g. 2026-11-20T00:00:00Z")
+    cut: datetime = Field(
+        description="ISO-8601 datetime, e.g. 2026-11-20T00:00:00Z (without an offset: UTC, with a warning)"
+    )
+
+    @field_validator("cut")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        from bottega.core.timestamps import as_utc
+
+        return as_utc(value, "split.cut")
 
 
 class RandomSplit(_Strict):

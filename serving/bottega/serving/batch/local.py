@@ -59,32 +59,20 @@ def chunks(dataset: Any, columns: list[str], size: int) -> Iterator[pa.Table]:
 
 
 def utc_timestamps(table: pa.Table, name: str) -> pa.Table:
-    """The table with column `name` as timestamp[us, UTC] (naive values are taken as UTC, text is parsed)."""
+    """The table with column `name` as timestamp[us, UTC], by the platform's one timestamp rule
+    (`bottega.core.timestamps`: any unit and zone, naive values read as UTC with a warning, ISO text parsed)."""
     import pyarrow as pa
 
+    from bottega.core.timestamps import to_utc_micros
+
     column = table.column(name)
-    wanted = pa.timestamp("us", tz="UTC")
-    if column.type == wanted:
+    if column.type == pa.timestamp("us", tz="UTC"):
         return table
     try:
-        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-            converted = column.cast(wanted)
-        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            converted = _parse_text(column)
-        else:
-            converted = column.cast(pa.timestamp("us")).cast(wanted)
+        converted = to_utc_micros(column, name)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
         raise BatchInputError(f"input column {name!r} is not a timestamp: {exc}") from exc
     return table.set_column(table.schema.get_field_index(name), name, converted)
-
-
-def _parse_text(column: Any) -> Any:
-    import pyarrow as pa
-
-    values = column.to_pylist()
-    parsed = [None if v is None else datetime.fromisoformat(v.replace("Z", "+00:00")) for v in values]
-    as_utc = [None if v is None else (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC) for v in parsed]
-    return pa.array(as_utc, type=pa.timestamp("us", tz="UTC"))
 
 
 def score_chunk(client: Client, chunk: pa.Table, plan: Plan, runtime: Runtime, request: ScoreRequest) -> Any:
