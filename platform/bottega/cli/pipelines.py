@@ -28,7 +28,9 @@ def _when(value: str | None, option: str) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint=option) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    from bottega.core.timestamps import as_utc
+
+    return as_utc(moment, option)  # the one timestamp rule: no offset = UTC, with a warning
 
 
 def run_group(

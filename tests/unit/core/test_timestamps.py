@@ -31,3 +31,15 @@ def test_text_parses_and_numbers_are_refused() -> None:
         to_utc_micros(pa.array([1]), "ts")
     with pytest.raises(ValueError, match="'ts' has text 'soon'"):
         to_utc_micros(pa.array(["soon"]), "ts")
+
+
+def test_cli_start_end_follow_the_rule() -> None:
+    """`bottega features run --start/--end`: an offset is honoured; no offset is UTC, with the rule's warning."""
+    from datetime import UTC, datetime
+
+    from bottega.cli.pipelines import _when
+
+    assert _when("2026-11-01T01:00:00+01:00", "--start") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert _when("2026-11-01T00:00:00Z", "--end") == datetime(2026, 11, 1, tzinfo=UTC)
+    with pytest.warns(NaiveTimestampWarning, match="--start 2026-11-01T00:00:00 has no time zone"):
+        assert _when("2026-11-01T00:00:00", "--start") == datetime(2026, 11, 1, tzinfo=UTC)

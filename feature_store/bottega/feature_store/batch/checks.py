@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from bottega.feature_store.definitions import URL_RE, BatchFeatureGroup, Definitions
+from bottega.feature_store.offline.store import ARROW_TYPES
 from bottega.feature_store.types import GroupSchema, ValueType
 
-ARROW_TYPES = {ValueType.int: "int64", ValueType.float: "float64", ValueType.string: "string", ValueType.bool: "bool"}
 SQL_TYPES = {ValueType.int: "BIGINT", ValueType.float: "DOUBLE", ValueType.string: "VARCHAR", ValueType.bool: "BOOLEAN"}
 
 
@@ -66,7 +66,7 @@ def check_dtypes(group: str, schema: GroupSchema, table: Any) -> None:
         if name not in table.column_names:
             continue
         declared = ValueType(vtype)
-        target = pa.type_for_alias(ARROW_TYPES[declared])
+        target = pa.type_for_alias(ARROW_TYPES[declared.value])
         column = table.column(name)
         try:
             column.cast(target)
