@@ -38,11 +38,11 @@ def test_server_starts_on_embedded_defaults_and_the_cli_drives_it(tmp_path: Path
         alice_view = json.loads(cli(server, "--json", "projects", "get", "eats", token=key["token"]).stdout)
         assert alice_view["role"] == "viewer"
         denied = cli(server, "projects", "update", "eats", "--description", "x", token=key["token"])
-        assert denied.returncode == 1
+        assert denied.returncode == 2
         assert "editor role" in denied.stderr
 
         missing = cli(server, "projects", "get", "nope")
-        assert missing.returncode == 1
+        assert missing.returncode == 2
         assert "'nope' does not exist" in missing.stderr
 
         audit = json.loads(cli(server, "--json", "audit", "--project", "eats").stdout)

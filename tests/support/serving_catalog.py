@@ -16,6 +16,10 @@ TRANSFORM = """
 def ratio(row):
     prep = row["prep"]
     return {"ratio": None if prep is None else prep / (1.0 + row["distance_km"]), "far": row["distance_km"] > 5.0}
+
+
+def trip(row):
+    return {"far": row["distance_km"] > 5.0}
 """
 REFS = [
     "eats:daily_prep:avg_prep",
@@ -33,7 +37,8 @@ SIGNATURE = {
 
 @contextmanager
 def catalog_resolution(folder: Path) -> Iterator[Any]:
-    """The Resolution of REFS (plus a string feature) from a freshly registered catalog under `folder`."""
+    """The Resolution of REFS (plus a string feature and `eats:trip:far`, computed from a request field only) from a
+    freshly registered catalog under `folder`."""
     module = f"serving_odt_{uuid.uuid4().hex[:8]}"
     (folder / f"{module}.py").write_text(TRANSFORM)
     with pytest.MonkeyPatch.context() as patch:
@@ -74,4 +79,14 @@ def catalog_resolution(folder: Path) -> Iterator[Any]:
                     "features": [{"name": "ratio", "dtype": "float"}, {"name": "far", "dtype": "bool"}],
                 },
             )
-            yield sdk.features.resolve([*REFS, "eats:user_stats:nick"])
+            sdk.features.register_group(
+                "eats",
+                {
+                    "name": "trip",
+                    "entity": "restaurant",
+                    "function": f"{module}:trip",
+                    "request_features": [{"name": "distance_km", "dtype": "float"}],
+                    "features": [{"name": "far", "dtype": "bool"}],
+                },
+            )
+            yield sdk.features.resolve([*REFS, "eats:user_stats:nick", "eats:trip:far"])

@@ -9,15 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer.exceptions import TyperException
 
-from bottega.core.errors import BottegaError
+from bottega.cli.errors import USER_ERROR, exit_for, print_error
 from bottega.sdk import Client
 
 
@@ -26,6 +25,7 @@ class CliState:
     url: str | None = None
     token: str | None = None
     as_json: bool = False
+    debug: bool = False
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -37,17 +37,30 @@ def state(ctx: typer.Context) -> CliState:
 
 @contextmanager
 def client(ctx: typer.Context) -> Iterator[Client]:
-    """An SDK client for the command; domain errors become one red line and exit code 1."""
+    """An SDK client for the command; errors become the one `error: ...` line (see `bottega.cli.errors`)."""
     st = state(ctx)
     try:
         with Client(st.url, st.token) as sdk:
             yield sdk
-    except BottegaError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc.detail))}", highlight=False)
-        raise typer.Exit(1) from exc
-    except (httpx.TransportError, OSError) as exc:  # connection refused, DNS, timeouts
-        Console(stderr=True).print(f"[red]error:[/red] cannot reach the API: {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from exc
+    except (typer.Exit, typer.Abort, TyperException):
+        raise
+    except Exception as exc:
+        raise exit_for(ctx, exc, sdk_url(st)) from exc
+
+
+def sdk_url(st: CliState) -> str:
+    """The API URL the SDK client talks to (the option, else `BOTTEGA_URL`, else the default)."""
+    import os
+
+    from bottega.sdk.client import DEFAULT_URL
+
+    return st.url or os.environ.get("BOTTEGA_URL") or DEFAULT_URL
+
+
+def fail(message: str, code: int = USER_ERROR) -> typer.Exit:
+    """Print the one error line for `message` and return the Exit to raise (2: the user can fix it)."""
+    print_error(message)
+    return typer.Exit(code)
 
 
 def _plain(value: Any) -> Any:

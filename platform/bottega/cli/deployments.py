@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bottega.api.deployments.schemas import DeploymentRead, RevisionRead, WatchChange
-from bottega.cli.common import client, done, emit, state
+from bottega.cli.common import client, done, emit, fail, state
 from bottega.sdk.deployments import Kind
 
 app = typer.Typer(help="Deployments: revisioned online and batch specs, rollback, and the change feed.")
@@ -44,11 +44,6 @@ Expected = Annotated[int | None, typer.Option("--expected-revision", help="the r
 Force = Annotated[bool, typer.Option("--force", help="base the change on the current revision, whatever it is")]
 
 
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
-    return typer.Exit(2)
-
-
 def load_file(path: Path) -> dict[str, Any]:
     """A YAML or JSON document (JSON needs nothing; YAML needs pyyaml)."""
     text = path.read_text()
@@ -58,13 +53,13 @@ def load_file(path: Path) -> dict[str, Any]:
         try:
             import yaml
         except ImportError as exc:
-            raise _fail(f"{path} is not JSON, and reading YAML needs pyyaml: pip install pyyaml") from exc
+            raise fail(f"{path} is not JSON, and reading YAML needs pyyaml: pip install pyyaml") from exc
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise _fail(f"{path} is neither JSON nor YAML: {exc}") from exc
+            raise fail(f"{path} is neither JSON nor YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise _fail(f"{path} must hold a mapping (the spec, or kind/spec/reason)")
+        raise fail(f"{path} must hold a mapping (the spec, or kind/spec/reason)")
     return data
 
 
@@ -77,21 +72,21 @@ def parse_ref(text: str) -> dict[str, Any]:
         model, _, version = text.rpartition(":")
         ref = {"model": model, "version": int(version)} if version.isdigit() else {"model": model, "alias": version}
     if not ref["model"] or not (ref.get("alias") or ref.get("version")):
-        raise _fail(f"{text!r} names no model version: write MODEL:VERSION or MODEL@ALIAS")
+        raise fail(f"{text!r} names no model version: write MODEL:VERSION or MODEL@ALIAS")
     return ref
 
 
 def parse_target(text: str) -> dict[str, Any]:
     ref, _, weight = text.rpartition(":")
     if not weight.isdigit() or (":" not in ref and "@" not in ref):
-        raise _fail(f"{text!r}: a target is MODEL:VERSION:WEIGHT or MODEL@ALIAS:WEIGHT (weight 0-100)")
+        raise fail(f"{text!r}: a target is MODEL:VERSION:WEIGHT or MODEL@ALIAS:WEIGHT (weight 0-100)")
     return {**parse_ref(ref), "weight": int(weight)}
 
 
 def _param(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise _fail(f"{text!r}: a parameter is KEY=VALUE")
+        raise fail(f"{text!r}: a parameter is KEY=VALUE")
     try:
         return key, json.loads(raw)
     except ValueError:
@@ -179,12 +174,12 @@ def _kind(value: str) -> Kind:
         return "online"
     if value == "batch":
         return "batch"
-    raise _fail(f"--kind is online or batch, not {value!r}")
+    raise fail(f"--kind is online or batch, not {value!r}")
 
 
 def _base_revision(current: int, expected: int | None, force: bool) -> int:
     if expected is None and not force:
-        raise _fail(f"name the revision this change is based on: --expected-revision {current} (or --force)")
+        raise fail(f"name the revision this change is based on: --expected-revision {current} (or --force)")
     return current if expected is None else expected
 
 
@@ -296,7 +291,7 @@ def traffic(
     for item in weights:
         key, sep, weight = item.rpartition("=")
         if not sep or not weight.isdigit():
-            raise _fail(f"{item!r}: write MODEL:VERSION=WEIGHT")
+            raise fail(f"{item!r}: write MODEL:VERSION=WEIGHT")
         split[key] = int(weight)
     with client(ctx) as sdk:
         made = sdk.deployments.set_traffic(project, name, split, reason=reason, expected_revision=expected_revision)

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from bottega.cli.common import client, done, emit, state
+from bottega.cli.common import client, done, emit, fail, state
+from bottega.cli.errors import FAILURE
 
 app = typer.Typer(help="Platform jobs: job types, runs and cron schedules.", no_args_is_help=True)
 RUN_COLUMNS = ["id", "job_type", "status", "schedule", "attempt", "worker", "created_at", "finished_at", "error"]
@@ -111,8 +111,7 @@ def _wait(sdk: Any, project: str, run_id: str, timeout: float | None) -> Any:
     try:
         return sdk.jobs.wait(project, run_id, timeout)
     except TimeoutError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
 
 
 def _finish(ctx: typer.Context, run: Any) -> None:
@@ -298,8 +297,7 @@ def worker(
         try:
             processed = _supervise(runner, once, console)
         except httpx.HTTPError as exc:
-            console.print(f"[red]error:[/red] cannot reach the API: {escape(str(exc))}", highlight=False)
-            raise typer.Exit(1) from exc
+            raise fail(f"cannot reach the API: {exc}", FAILURE) from exc
     last = runner.last
     if once and processed == 0:
         done(ctx, "no queued run to process", {"processed": 0})

@@ -12,6 +12,7 @@ import typer
 
 from bottega.cli import deployments, features, jobs, models, pipelines, projects, runs, serve, server, train
 from bottega.cli.common import state
+from bottega.cli.errors import USER_ERROR, CliGroup, print_error
 from bottega.core import package_version
 from bottega.core.extras import MissingExtra
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     help="Bottega: features, training, model DB, serving and monitoring in one platform.",
     no_args_is_help=True,
     add_completion=False,
+    cls=CliGroup,
 )
 
 
@@ -29,9 +31,12 @@ def main(
     url: Annotated[str | None, typer.Option(envvar="BOTTEGA_URL", help="API URL")] = None,
     token: Annotated[str | None, typer.Option(envvar="BOTTEGA_TOKEN", help="API key", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="BOTTEGA_DEBUG", help="show the full traceback of an error")
+    ] = False,
 ) -> None:
     st = state(ctx)
-    st.url, st.token, st.as_json = url, token, as_json
+    st.url, st.token, st.as_json, st.debug = url, token, as_json, debug
 
 
 @app.command()
@@ -63,6 +68,6 @@ def run() -> None:
     """Console-script entry point."""
     try:
         app()
-    except MissingExtra as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
+    except MissingExtra as exc:  # an optional install missing before any command ran
+        print_error(str(exc))
+        raise SystemExit(USER_ERROR) from exc

@@ -20,7 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bottega.cli.common import client, done, emit, state
+from bottega.cli.common import client, done, emit, fail, state
+from bottega.cli.errors import FAILURE
 
 app = typer.Typer(help="The model DB: models, immutable versions, artifacts and aliases.", no_args_is_help=True)
 MODEL_COLUMNS = ["name", "description", "latest_version", "aliases", "tags", "updated_at"]
@@ -319,5 +320,4 @@ def verify(ctx: typer.Context, project: ProjectArg, name: ModelArg, version: Ver
         report = sdk.models.verify(project, name, version)
     emit(ctx, report.artifacts, ["path", "status", "size", "sha256", "detail"], f"{name} v{report.version}")
     if not report.ok:
-        Console(stderr=True).print("[red]error:[/red] some artifacts failed their integrity check", highlight=False)
-        raise typer.Exit(1)
+        raise fail("some artifacts failed their integrity check", FAILURE)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bottega.cli.common import client, done, emit, state
+from bottega.cli.common import client, done, emit, fail, state
 from bottega.core.extras import require
 
 
@@ -240,8 +240,8 @@ def training_set(
                 timestamp_column=timestamp_column,
                 on_duplicates=on_duplicates,  # type: ignore[arg-type]
             )
-        except (ValueError, KeyError) as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        except KeyError as exc:  # a column the label table lacks (ValueErrors reach the one error line as they are)
+            raise fail(str(exc.args[0] if exc.args else exc)) from exc
     found = label_duplicates(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)

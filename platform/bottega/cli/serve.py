@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from bottega.cli.common import state
+from bottega.cli.common import fail, state
+from bottega.cli.errors import FAILURE, USER_ERROR
 from bottega.core.extras import require
 
 
@@ -85,6 +86,6 @@ def predict(
             result = service.predict(deployment, rows, project=project, version=version, routing_key=routing_key)
     except BottegaError as exc:
         field = exc.extra.get("field")
-        typer.secho(f"error: {exc.detail}" + (f" (field {field})" if field else ""), fg="red", err=True)
-        raise typer.Exit(1) from None
+        message = f"{exc.detail}" + (f" (field {field})" if field else "")
+        raise fail(message, USER_ERROR if exc.status < 500 else FAILURE) from None
     typer.echo(json.dumps(asdict(result), indent=2))

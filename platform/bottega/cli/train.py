@@ -60,7 +60,7 @@ def train_command(
     console = Console(stderr=True)
     shown = QuietProgress() if quiet else RichProgress(console)
     with client(ctx) as sdk:
-        parsed = load_spec(spec)  # inside `client`: an invalid spec is one red line and exit code 1
+        parsed = load_spec(spec)  # inside `client`: an invalid spec is the one error line and exit code 2
         try:
             result = train(sdk, parsed, shown)
         finally:

@@ -113,3 +113,8 @@ def error_class_for(problem_type: str | None, status: int) -> type[BottegaError]
         if cls.status == status:
             return cls
     return BottegaError
+
+
+class OperationFailed(RuntimeError):
+    """Work that ran and failed for a reason its message states (a distributed training run, a tuning study with
+    no completed trial): callers show the message, not a traceback."""

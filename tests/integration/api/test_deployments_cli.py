@@ -92,13 +92,13 @@ def test_update_traffic_rollback_history_undeploy(cli: Any) -> None:
     assert "--expected-revision 1" in cli("update", "eats", "eta", "-t", "eta:2:100", code=2)
     updated = cli("update", "eats", "eta", "-t", "eta:2:100", "--expected-revision", "1", "-m", "v2", as_json=True)
     assert (updated["revision"], updated["spec"]["targets"][0]["version"]) == (2, 2)
-    stale = cli("update", "eats", "eta", "-t", "eta:3:100", "--expected-revision", "1", code=1)
+    stale = cli("update", "eats", "eta", "-t", "eta:3:100", "--expected-revision", "1", code=2)
     assert "is at revision 2, not 1" in stale
     forced = cli("update", "eats", "eta", "--shadow", "eta:3", "--force", as_json=True)
     assert (forced["revision"], forced["spec"]["targets"][0]["version"]) == (3, 2)
     assert "traffic set" in cli("traffic", "eats", "eta", "eta:2=80", "eta:3=20", "-m", "canary")  # shadow promoted
     assert cli("get", "eats", "eta", as_json=True)["spec"]["shadows"] == []
-    assert "sum to 100" in cli("traffic", "eats", "eta", "eta:2=80", code=1)
+    assert "sum to 100" in cli("traffic", "eats", "eta", "eta:2=80", code=2)
     assert "rolled back to revision 3" in cli("rollback", "eats", "eta", "-m", "[OPS-7] canary is slow")
     table = cli("history", "eats", "eta")
     for text in ("5 revisions", "[OPS-7] canary is slow (rollback to 3)", "eta:2 80% | eta:3 20%", "alice", "v2"):
@@ -109,14 +109,14 @@ def test_update_traffic_rollback_history_undeploy(cli: Any) -> None:
     assert (gone["active"], gone["reason"]) == (False, "retired")
     assert "(undeployed) eta:2 100% (+ shadow eta:3)" in cli("list", "eats", "--all")
     assert "aborted" in cli("undeploy", "eats", "eta", stdin="n\n", code=1).lower()
-    assert "already undeployed" in cli("undeploy", "eats", "eta", "--yes", code=1)
+    assert "already undeployed" in cli("undeploy", "eats", "eta", "--yes", code=2)
 
 
 def test_batch_update_with_flags(cli: Any) -> None:
     cli("create", "eats", "b", "--model", "eta:1", "--input", "in", "--output", "out", "--schedule", "0 3 * * *")
     made = cli("update", "eats", "b", "--schedule", "0 4 * * *", "--model", "eta@champion", "--force", as_json=True)
     assert (made["spec"]["schedule"], made["spec"]["version"], made["spec"]["alias"]) == ("0 4 * * *", 2, "champion")
-    assert "not a valid cron" in cli("update", "eats", "b", "--schedule", "99 * * * *", "--force", code=1)
+    assert "not a valid cron" in cli("update", "eats", "b", "--schedule", "99 * * * *", "--force", code=2)
 
 
 def test_watch_once(cli: Any) -> None:
@@ -136,4 +136,4 @@ def test_bad_flags(cli: Any) -> None:
     assert "names no model version" in cli("create", "eats", "x", "-t", "@:100", code=2)
     assert "--kind is online or batch" in cli("create", "eats", "x", "--kind", "stream", code=2)
     assert "KEY=VALUE" in cli("create", "eats", "x", "--model", "eta:1", "--param", "oops", code=2)
-    assert "does not exist" in cli("get", "eats", "ghost", code=1)
+    assert "does not exist" in cli("get", "eats", "ghost", code=2)

@@ -68,7 +68,7 @@ def test_apply_then_edit_a_definitions_file(cli: Any, tmp_path: Path) -> None:
     path.write_text(DEFINITIONS.replace("max_age: 2d", "max_age: 3d"))
     assert "max_age lengthened 2d -> 3d" in cli("apply", str(path), as_json=False)
     path.write_text(DEFINITIONS.replace("dtype: float, description", "dtype: int, description"))
-    refused = cli("apply", str(path), as_json=False, code=1)
+    refused = cli("apply", str(path), as_json=False, code=2)
     assert "breaking change" in refused
     assert "feature avg_prep dtype float -> int" in refused
     forced = cli("apply", str(path), "--new-version")
@@ -97,10 +97,10 @@ def test_list_get_versions_search_resolve_delete(cli: Any, tmp_path: Path) -> No
     resolved = cli("resolve", "eats:daily_prep:avg_prep", "eats:restaurant_live:orders_1h")
     assert [f["dtype"] for f in resolved["features"]] == ["float", "int"]
     assert "unknown feature references: eats:daily_prep:nope" in cli(
-        "resolve", "eats:daily_prep:nope", as_json=False, code=1
+        "resolve", "eats:daily_prep:nope", as_json=False, code=2
     )
     assert "deleted feature group eats/daily_prep" in cli("delete", "eats", "daily_prep", "--yes", as_json=False)
-    assert "does not exist" in cli("get", "eats", "daily_prep", as_json=False, code=1)
+    assert "does not exist" in cli("get", "eats", "daily_prep", as_json=False, code=2)
 
 
 def test_apply_file_errors(cli: Any, tmp_path: Path) -> None:
@@ -118,4 +118,4 @@ def test_apply_file_errors(cli: Any, tmp_path: Path) -> None:
     assert applied["entities"] == [{"name": "user", "outcome": "created"}]
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text(DEFINITIONS.replace("max_age: 2d", "max_age: two days"))
-    assert "must look like 90s" in cli("apply", str(invalid), as_json=False, code=1)
+    assert "must look like 90s" in cli("apply", str(invalid), as_json=False, code=2)

@@ -121,7 +121,7 @@ def test_worker_refuses_non_admin_keys_and_unknown_types(server: Server) -> None
         token = admin.keys.create("alice", user="alice").token
     command = [sys.executable, "-c", WORKER_MAIN, "--url", server.url, "--token", token, "worker", "--once"]
     refused = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "admin" in refused.stderr
     unknown = worker_once(server, "--job-type", "builtin.nope")
     assert unknown.returncode == 2
@@ -178,10 +178,10 @@ def test_jobs_commands(server: Server) -> None:
     code, output = cli_fails(server, "jobs", "wait", "eats", sleeper["id"])
     assert code == 1, "wait exits 1 unless the run succeeded"
     code, output = cli_fails(server, "jobs", "cancel", "eats", sleeper["id"])
-    assert code == 1
+    assert code == 2
     assert "already finished" in output
     code, output = cli_fails(server, "jobs", "submit", "eats", "builtin.nope")
-    assert (code, "unknown job type" in output) == (1, True)
+    assert (code, "unknown job type" in output) == (2, True)
     code, output = cli_fails(server, "jobs", "submit", "eats", "builtin.echo", "--params", "[1]")
     assert code == 2
 
@@ -204,7 +204,7 @@ def test_schedule_commands(server: Server) -> None:
     assert changed["cron"] == "*/5 * * * *"
     assert "recent runs" in cli(server, "jobs", "show-schedule", "eats", "nightly")
     code, output = cli_fails(server, "jobs", "schedule", "eats", "bad", "builtin.echo", "--cron", "* * *")
-    assert code == 1
+    assert code == 2
     assert "cron" in output
     assert "deleted schedule nightly" in cli(server, "jobs", "unschedule", "eats", "nightly", "--yes")
     assert json.loads(cli(server, "--json", "jobs", "schedules", "eats"))["total"] == 0

@@ -47,6 +47,11 @@ def test_duplicate_and_bad_names(api: ApiHarness) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
     assert body["type"] == "urn:bottega:problem:invalid-input"
     assert body["errors"][0]["field"] == "body.name"
+    words = "must be lowercase letters, digits and _ . -, starting with a lowercase letter or a digit, at most 63"
+    assert body["errors"][0]["message"].startswith(words)
+    assert body["errors"][0]["message"].endswith("got 'Bad Name!'")
+    assert body["errors"][0]["pattern"] == "^[a-z0-9][a-z0-9_.-]{0,62}$"  # the rule for programs
+    assert body["detail"].startswith("body.name: " + words)
     response = api.call("POST", "/api/v1/projects", api.tokens["alice"], json={"name": "ok", "colour": "red"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.colour"

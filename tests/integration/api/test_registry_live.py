@@ -111,7 +111,7 @@ def test_cli_end_to_end(api: ApiHarness, live_url: str, tmp_path: Path) -> None:
     assert isinstance(fetched, dict)
     assert (fetched["description"], fetched["tags"]) == ("ETA", {})
     cli("models", "delete", "eats", "eta", "--yes")
-    assert "does not exist" in cli("models", "get", "eats", "eta", code=1)
+    assert "does not exist" in cli("models", "get", "eats", "eta", code=2)
 
 
 def test_cli_errors_and_integrity_failures(api: ApiHarness, live_url: str, tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ def test_cli_errors_and_integrity_failures(api: ApiHarness, live_url: str, tmp_p
     bad_type = '{"inputs": [{"name": "x", "type": "complex"}]}'
     local = tmp_path / "m.bin"
     local.write_bytes(b"weights" * 100)
-    out = cli("models", "register", "eats", "eta", str(local), "--signature", bad_type, code=1)
+    out = cli("models", "register", "eats", "eta", str(local), "--signature", bad_type, code=2)
     assert "signature.inputs.0.type" in out
     cli("models", "register", "eats", "eta", str(local))
     sha = hashlib.sha256(local.read_bytes()).hexdigest()

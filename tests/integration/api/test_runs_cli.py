@@ -53,7 +53,7 @@ def test_human_output_and_errors(cli: Any) -> None:
     assert "metrics (latest)" in shown
     other = cli("create", "eats", "--name", "second")["id"]
     assert "param lr" in cli("compare", "eats", rid, other, as_json=False)
-    error = cli("log-param", "eats", rid, "lr=0.2", as_json=False, code=1)
+    error = cli("log-param", "eats", rid, "lr=0.2", as_json=False, code=2)
     assert "immutable" in error
     assert "is not KEY=VALUE" in cli("create", "eats", "--param", "oops", as_json=False, code=2)
 
@@ -78,4 +78,4 @@ def test_upload_download_and_list_artifacts(cli: Any, tmp_path: Path) -> None:
     assert Path(got["file"]).read_bytes() == single.read_bytes()
     assert "downloaded" in cli("download", "eats", rid, "plots/roc.png", str(out), as_json=False)
     assert (out / "roc.png").read_bytes() == b"roc" * 1000
-    assert "no artifact" in cli("download", "eats", rid, "nope", str(out), as_json=False, code=1)
+    assert "no artifact" in cli("download", "eats", rid, "nope", str(out), as_json=False, code=2)

@@ -147,3 +147,33 @@ def test_training_set_reports_and_applies_the_duplicates_policy(cli: Any, tmp_pa
 def _clean(tmp_path: Path, table: pa.Table) -> Path:
     pq.write_table(table, tmp_path / "clean.parquet")
     return tmp_path / "clean.parquet"
+
+
+def _one_error_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def test_user_errors_are_one_line_with_exit_2(cli: Any, tmp_path: Path) -> None:
+    write_orders(tmp_path / "data" / "orders.parquet")
+    path = tmp_path / "features.yaml"
+    path.write_text(DEFINITIONS.replace("count(*) AS n_orders", "count(*) + 0.5 AS n_orders"))
+    cli("apply", str(path), "--no-check")
+    wrong_type = _one_error_line(cli("run", "eats", "daily_prep", *window(0, 7), as_json=False, code=2))
+    assert "n_orders" in wrong_type
+    assert "int" in wrong_type
+
+    path.write_text(DEFINITIONS)
+    cli("apply", str(path))
+    cli("run", "eats", "daily_prep", *window(0, 7))
+    pq.write_table(pa.table({"restaurant_id": [1], "timestamp": [1.5], "late": [0]}), tmp_path / "numeric.parquet")
+    refs = ["-f", "eats:daily_prep:avg_prep", "--out", str(tmp_path / "set.parquet")]
+    numeric = _one_error_line(cli("training-set", str(tmp_path / "numeric.parquet"), *refs, as_json=False, code=2))
+    assert "timestamp" in numeric
+    missing = _one_error_line(cli("training-set", str(tmp_path / "nope.parquet"), *refs, as_json=False, code=2))
+    assert "nope.parquet" in missing
+    assert "does not exist" in _one_error_line(cli("get", "eats", "ghost", as_json=False, code=2))
+    bad_ref = _one_error_line(cli("resolve", "eats:Daily:x", as_json=False, code=2))
+    assert "project:group:feature" in bad_ref

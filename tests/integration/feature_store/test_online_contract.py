@@ -109,6 +109,16 @@ def test_values_older_than_max_age_are_stale(store: OnlineStore) -> None:
     assert [(v.value, v.status) for v in statuses] == [(1.0, Status.STALE), (2.0, Status.FRESH)]
 
 
+def test_values_older_than_their_ttl_read_as_missing(store: OnlineStore) -> None:
+    """Every store expires a value two max ages after its event time (Cassandra by TTL, SQLite on read)."""
+    now = datetime.now(UTC)
+    old, older = now - timedelta(minutes=100), now - timedelta(minutes=150)
+    store.write_batch(STATS, [stats_row(1, 0, 1.0, event_time=older), stats_row(2, 0, 2.0, event_time=old)])
+    result = store.read([{"restaurant_id": 1}, {"restaurant_id": 2}], [ref(STATS, "prep_time")], now=now)
+    statuses = [row[ref(STATS, "prep_time")] for row in result.rows]
+    assert [(v.value, v.status) for v in statuses] == [(None, Status.MISSING), (2.0, Status.STALE)]
+
+
 def test_two_groups_with_composite_keys_in_one_call(store: OnlineStore) -> None:
     store.write_batch(STATS, [stats_row(7, 1, 3.5)])
     store.write_batch(

@@ -70,7 +70,7 @@ def test_join_on_cassandra(store: CassandraOnlineStore, resolution: Any) -> None
     assembled = asyncio.run(FeatureJoiner(store, timeout_s=5.0).assemble(plan, rows()))
     assert assembled.vectors == [
         [3.0, 9.0, 1.5, 1.0, 5.0, 1.5 / 4.0, 0.0],
-        [9.0, None, 20.0, 7.0, None, None, 1.0],
+        [9.0, None, None, None, None, None, 1.0],  # stale prep and orders are null, as a training set has them
         [1.0, 1.0, None, None, 5.0, None, 0.0],
     ]
     assert [[row[r] for r in REFS] for row in assembled.status] == [
@@ -121,4 +121,5 @@ def test_a_store_timeout_reads_as_missing_within_the_bound(store: CassandraOnlin
     assert {v.error for v in missing} <= {"timeout", None}  # None: never written (users u2..)
     assert "timeout" in {v.error for v in missing}
     later = asyncio.run(FeatureJoiner(store, timeout_s=5.0).assemble(plan, many[:2]))
-    assert [v[2] for v in later.vectors] == [1.5, 20.0]  # the connection recovers after the abandoned answers
+    assert [v[2] for v in later.vectors] == [1.5, None]  # the connection recovers after the abandoned answers
+    assert [s["eats:daily_prep:avg_prep"] for s in later.status] == ["FRESH", "STALE"]

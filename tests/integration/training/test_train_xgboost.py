@@ -313,7 +313,7 @@ def test_cli_trains_from_a_yaml_spec(world: World, monkeypatch: pytest.MonkeyPat
     path.write_text(yaml.safe_dump({**spec, "compute": {"kind": "horovod", "workers": 2}}))
     before = world.sdk.runs.list("shop", limit=200).total
     failed = runner.invoke(app, ["--token", token, "train", str(path)])
-    assert failed.exit_code == 1
+    assert failed.exit_code == 2
     assert "compute.kind: compute 'horovod' trains PyTorch models" in failed.output
     assert world.sdk.runs.list("shop", limit=200).total == before
 

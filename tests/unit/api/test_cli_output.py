@@ -50,7 +50,7 @@ def test_server_errors_print_verbatim(monkeypatch: pytest.MonkeyPatch) -> None:
             pass
 
     result = _run(action)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a 422: the user's to fix
     assert "error: " + TRICKY in result.output
 
 

@@ -41,11 +41,11 @@ def store(tmp_path: Path, resolution: Any) -> Iterator[SqliteOnlineStore]:
         daily,
         [
             {"restaurant_id": 1, "avg_prep": 12.0, "n_orders": 30, "event_time": NOW - timedelta(minutes=5)},
-            {"restaurant_id": 2, "avg_prep": 20.0, "n_orders": 7, "event_time": NOW - timedelta(hours=3)},  # stale
+            {"restaurant_id": 2, "avg_prep": 20.0, "n_orders": 7, "event_time": NOW - timedelta(minutes=90)},  # stale
             {"restaurant_id": 4, "avg_prep": None, "n_orders": 1, "event_time": NOW - timedelta(minutes=1)},
         ],
     )
-    online.write_batch(users, [{"user_id": "u1", "visits": 5, "nick": "a", "event_time": NOW - timedelta(days=2)}])
+    online.write_batch(users, [{"user_id": "u1", "visits": 5, "nick": "a", "event_time": NOW - timedelta(hours=30)}])
     yield online
     online.close()
 
@@ -122,15 +122,15 @@ def test_join_values_statuses_and_on_demand(store: SqliteOnlineStore, resolution
     assembled = asyncio.run(FeatureJoiner(store, timeout_s=1.0).assemble(plan, rows()))
     nan = None
     assert assembled.vectors == [
-        [3.0, 9.0, 12.0, 30.0, 5.0, 3.0, 0.0],
-        [9.0, nan, 20.0, 7.0, nan, nan, 1.0],  # stale prep served; the transform sees None (as in training)
-        [1.0, 1.0, nan, nan, 5.0, nan, 0.0],
-        [0.0, 2.0, nan, 1.0, 5.0, nan, 0.0],
+        [3.0, 9.0, 12.0, 30.0, nan, 3.0, 0.0],  # visits is 30 hours old: null, as a training set has it
+        [9.0, nan, nan, nan, nan, nan, 1.0],  # stale prep and orders are null; the transform sees None too
+        [1.0, 1.0, nan, nan, nan, nan, 0.0],
+        [0.0, 2.0, nan, 1.0, nan, nan, 0.0],
     ]
     assert assembled.matrix.shape == (4, 7)
     assert assembled.matrix.dtype == "float64"
     assert math.isnan(assembled.matrix[1, 1])
-    assert assembled.matrix[0].tolist() == assembled.vectors[0]
+    assert assembled.matrix[0].tolist()[:4] == assembled.vectors[0][:4]
     s = [[row[r] for r in REFS] for row in assembled.status]
     assert s == [
         ["FRESH", "FRESH", "STALE", "FRESH", "FRESH"],
@@ -169,7 +169,7 @@ def test_policies_default_and_reject(store: SqliteOnlineStore, resolution: Any) 
 
     reject = {"features": {"eats:daily_prep:n_orders": {"on_missing": "reject"}}}
     plan = FeaturePlan.build(SIGNATURE, resolution, parse_policies(reject))
-    assert asyncio.run(joiner.assemble(plan, rows()[:2])).vectors[1][3] == 7.0  # stale is served
+    assert asyncio.run(joiner.assemble(plan, rows()[:2])).vectors[1][3] is None  # stale is null, not rejected
     with pytest.raises(RequestError) as caught:
         asyncio.run(joiner.assemble(plan, rows()))
     assert caught.value.status == 422
@@ -179,6 +179,26 @@ def test_policies_default_and_reject(store: SqliteOnlineStore, resolution: Any) 
     plan = FeaturePlan.build(SIGNATURE, resolution, parse_policies(stale))
     with pytest.raises(RequestError, match=r"instances\[1\]: feature eats:daily_prep:avg_prep is stale"):
         asyncio.run(joiner.assemble(plan, rows()))
+
+
+def test_on_stale_serve_hands_the_model_the_stored_value(store: SqliteOnlineStore, resolution: Any) -> None:
+    spec = {"features": {ref: {"on_stale": "serve"} for ref in REFS[:3]}}
+    plan = FeaturePlan.build(SIGNATURE, resolution, parse_policies(spec))
+    plan.register(store)
+    assembled = asyncio.run(FeatureJoiner(store, timeout_s=1.0).assemble(plan, rows()[:2]))
+    assert [v[2:5] for v in assembled.vectors] == [[12.0, 30.0, 5.0], [20.0, 7.0, None]]
+    assert [assembled.status[1][r] for r in REFS[:3]] == ["STALE", "STALE", "MISSING"]
+    assert assembled.vectors[1][5] is None  # the transform still gets None for a stale input, as in training
+
+
+def test_on_demand_outputs_from_request_fields_only_are_fresh(store: SqliteOnlineStore, resolution: Any) -> None:
+    signature = {"inputs": [{"name": "distance_km", "type": "float32"}], "store_features": ["eats:trip:far"]}
+    plan = FeaturePlan.build(signature, resolution, {})
+    assert plan.read_refs == ()
+    row = {"restaurant_id": 2, "distance_km": 9.0}  # restaurant 2's stored values are stale: not this one's inputs
+    assembled = asyncio.run(FeatureJoiner(store, timeout_s=1.0).assemble(plan, [row]))
+    assert assembled.vectors == [[9.0, 1.0]]
+    assert assembled.status == [{"eats:trip:far": "FRESH"}]
 
 
 def test_without_a_store_everything_is_missing(resolution: Any) -> None:

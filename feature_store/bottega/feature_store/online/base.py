@@ -3,6 +3,8 @@
 Reads return, for every requested entity and feature, the value, its event time and a status: FRESH (within the
 feature group's max age), STALE (known but older than max age) or MISSING (never written, expired, or not read in
 time). A read never blocks past its timeout: what did not arrive in time is MISSING with `error="timeout"`.
+Every store expires a value `ttl_multiplier` x max age (default 2) after its event time: older values read as
+MISSING, younger ones past max age as STALE, on every implementation alike.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class ReadResult:
 
     def values(self, index: int) -> dict[str, Any]:
         return {str(ref): fv.value for ref, fv in self.rows[index].items()}
+
+
+TTL_MULTIPLIER = 2.0  # values live this many max ages after their event time
+
+
+def check_ttl_multiplier(multiplier: float) -> float:
+    if multiplier < 1:
+        raise ValueError("ttl_multiplier must be at least 1 (values must live at least their max age)")
+    return multiplier
 
 
 def missing(error: str | None = None) -> FeatureValue:

@@ -29,7 +29,15 @@ from itertools import compress
 from typing import Any
 
 from bottega.core.extras import require
-from bottega.feature_store.online.base import OnlineStore, ReadResult, judge, missing, table_columns
+from bottega.feature_store.online.base import (
+    TTL_MULTIPLIER,
+    OnlineStore,
+    ReadResult,
+    check_ttl_multiplier,
+    judge,
+    missing,
+    table_columns,
+)
 from bottega.feature_store.online.cql import AsyncWire, Query, Request, SyncWire
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
@@ -89,7 +97,7 @@ class CassandraOnlineStore(OnlineStore):
         port: int = 9042,
         consistency: str = "LOCAL_ONE",
         replication: Mapping[str, Any] | None = None,
-        ttl_multiplier: float = 2.0,
+        ttl_multiplier: float = TTL_MULTIPLIER,
         write_concurrency: int = 32,
         write_batch_rows: int = 100,
         write_batch_bytes: int = BATCH_BYTES,
@@ -104,10 +112,8 @@ class CassandraOnlineStore(OnlineStore):
         super().__init__()
         if not KEYSPACE_RE.match(keyspace):
             raise ValueError(f"keyspace {keyspace!r} must match {KEYSPACE_RE.pattern}")
-        if ttl_multiplier < 1:
-            raise ValueError("ttl_multiplier must be at least 1 (values must live at least their max age)")
         self.keyspace = keyspace
-        self.ttl_multiplier = ttl_multiplier
+        self.ttl_multiplier = check_ttl_multiplier(ttl_multiplier)
         self.write_concurrency = write_concurrency
         if write_batch_rows < 1:
             raise ValueError("write_batch_rows must be at least 1")

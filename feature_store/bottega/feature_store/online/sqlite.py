@@ -11,7 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bottega.feature_store.online.base import FeatureValue, OnlineStore, ReadResult, Status, missing, table_columns
+from bottega.feature_store.online.base import (
+    TTL_MULTIPLIER,
+    FeatureValue,
+    OnlineStore,
+    ReadResult,
+    Status,
+    check_ttl_multiplier,
+    missing,
+    table_columns,
+)
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
 SQL_TYPES = {ValueType.int: "INTEGER", ValueType.float: "REAL", ValueType.string: "TEXT", ValueType.bool: "INTEGER"}
@@ -44,8 +53,9 @@ class _Layout:
 
 
 class SqliteOnlineStore(OnlineStore):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, ttl_multiplier: float = TTL_MULTIPLIER) -> None:
         super().__init__()
+        self.ttl_multiplier = check_ttl_multiplier(ttl_multiplier)  # older values read as MISSING (expired)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -111,6 +121,7 @@ class SqliteOnlineStore(OnlineStore):
         now: datetime | None = None,
     ) -> ReadResult:
         now = now or datetime.now(UTC)
+        now_us = int(now.timestamp() * 1_000_000)
         plan = self.plan(features)
         result = ReadResult(rows=[{} for _ in entities])
         deadline = time.monotonic() + timeout
@@ -119,10 +130,11 @@ class SqliteOnlineStore(OnlineStore):
             keys = [self.entity_key(schema, e) for e in entities]
             found, error = self._fetch(layout, keys, deadline)
             positions = [(ref, *layout.features[ref.feature]) for ref in refs]
+            cutoff_us = now_us - int(schema.max_age.total_seconds() * self.ttl_multiplier * 1_000_000)
             for key, out in zip(keys, result.rows, strict=True):
                 row = found.get(key) if key is not None else None
-                if row is None:
-                    absent = missing(error)  # immutable: one instance serves every feature of the row
+                if row is None or row[-1] < cutoff_us:  # never written, or expired (older than the TTL)
+                    absent = missing(error if row is None else None)  # one instance serves every feature of the row
                     for ref in refs:
                         out[ref] = absent
                     continue

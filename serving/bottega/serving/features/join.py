@@ -3,7 +3,8 @@ model's input matrix (float64, NaN = missing) in signature order.
 
 Per store (or on-demand) feature and row, a status flag:
 - FRESH: read within its group's max age (a stored null is served as NaN, still FRESH);
-- STALE: older than max age and served (policy `on_stale: serve`), or defaulted without a default value;
+- STALE: older than max age: served as null (NaN), as a training set has it (policy `on_stale: null`, the
+  default), or served as stored (`on_stale: serve`), or defaulted without a default value;
 - MISSING: not stored, expired, unreadable or not read in time (the store's timeout), served as NaN;
 - DEFAULT: missing or stale and replaced by the policy's declared default.
 A policy `reject` turns a missing (or stale) value into RequestError(422) naming the feature and the entity.
@@ -81,7 +82,11 @@ class FeatureJoiner:
                 for name, spec in step.outputs:
                     value = outputs[index][name]
                     flag = Status.MISSING if value is None else Status.FRESH if complete[index] else Status.STALE
-                    served = _serve(spec, flag, value, status, index, row)
+                    if flag is Status.STALE and spec.policy.on_stale == "null":  # computed from nulls, as in training
+                        status[spec.name] = STALE
+                        served = _number(value)
+                    else:
+                        served = _serve(spec, flag, value, status, index, row)
                     if served is not None:
                         matrix[index, spec.column] = served
             statuses.append(status)
@@ -109,6 +114,9 @@ def _serve(
         flags[spec.name] = FRESH
         return _number(value)
     if status is Status.STALE:
+        if policy.on_stale == "null":
+            flags[spec.name] = STALE
+            return None
         if policy.on_stale == "serve":
             flags[spec.name] = STALE
             return _number(value)

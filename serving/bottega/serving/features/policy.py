@@ -7,8 +7,9 @@ features:
 ```
 
 - `on_missing`: `default` (serve `default`, NaN when none is given) or `reject` (the request fails with 422).
-- `on_stale`: `serve` the stale value (flagged STALE), `default` (as for a missing one) or `reject`.
-A feature without an entry gets `FeaturePolicy()`: missing -> NaN, stale -> served.
+- `on_stale`: `null` (the default: served as training saw it, a value older than the group's max age is null ->
+  NaN, flagged STALE), `serve` the stale value anyway (flagged STALE), `default` (as for a missing one) or `reject`.
+A feature without an entry gets `FeaturePolicy()`: missing -> NaN, stale -> NaN (as in a training set).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from typing import Any, Literal, get_args
 from bottega.feature_store.types import FeatureRef
 
 OnMissing = Literal["default", "reject"]
-OnStale = Literal["serve", "default", "reject"]
+OnStale = Literal["null", "serve", "default", "reject"]
 FIELDS = ("on_missing", "on_stale", "default")
 
 
 @dataclass(frozen=True)
 class FeaturePolicy:
     on_missing: OnMissing = "default"
-    on_stale: OnStale = "serve"
+    on_stale: OnStale = "null"
     default: float | None = None  # None -> NaN
 
     @property
@@ -52,7 +53,7 @@ def _policy(ref: str, entry: Any) -> FeaturePolicy:
     if unknown:
         raise ValueError(f"features.{ref}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
     on_missing = _choice(ref, "on_missing", entry.get("on_missing", "default"), get_args(OnMissing))
-    on_stale = _choice(ref, "on_stale", entry.get("on_stale", "serve"), get_args(OnStale))
+    on_stale = _choice(ref, "on_stale", entry.get("on_stale", "null"), get_args(OnStale))
     default = entry.get("default")
     if default is not None:
         if isinstance(default, bool) or not isinstance(default, int | float) or not math.isfinite(default):

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bottega.core.errors import OperationFailed
 from bottega.core.extras import MissingExtra
 from bottega.training.torch.job import RESULT, EpochFollower
 
@@ -37,7 +38,7 @@ LOG_TAIL_LINES = 40
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(OperationFailed):
     """A distributed run ended without a model; the message carries the end of the processes' output."""
 
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from bottega.core.errors import OperationFailed
 from bottega.core.extras import require
 from bottega.training.tuning.spec import CategoricalParam, FloatParam, IntParam, TuningSpec, curve, with_values
 
@@ -36,7 +37,7 @@ ERROR_MAX = 2000
 STATUS = {"complete": "finished", "pruned": "killed", "failed": "failed"}
 
 
-class TuningFailed(RuntimeError):
+class TuningFailed(OperationFailed):
     """No trial completed, so there is no model to register."""
 
 

@@ -1,0 +1,113 @@
+"""Name and key rules in words.
+
+Patterns (regular expressions) stay the machine contract; people get the rule in words. `describe_pattern` turns the
+simple shapes the platform uses (`^[first][rest]{0,N}$`, `^[chars]{m,n}$`) into a sentence, and knows the few
+compound ones (feature references, `module:function` paths, version references) by heart. `explain` turns one
+pydantic error into a message that states the rule and the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SIMPLE = re.compile(r"^\^\[([^\]]+)\](?:\[([^\]]+)\])?\{(\d+)(?:,(\d+))?\}\$$")
+_RANGES = {"a-z": "lowercase letters", "A-Z": "uppercase letters", "0-9": "digits", "A-Za-z": "letters"}
+_PUNCTUATION = {" ": "space", "\\-": "-", "\\x21-\\x7e": "any printable character except space"}
+
+# Compound rules: references and paths that several simple parts make up.
+_KNOWN = {
+    r"^[a-z0-9][a-z0-9_.-]{0,62}:[a-z][a-z0-9_]{0,62}:[a-z][a-z0-9_]{0,62}$": (
+        "a feature reference project:group:feature (project: lowercase letters, digits and _ . -; group and "
+        "feature: lowercase letters, digits and _, starting with a letter)"
+    ),
+    r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z_][A-Za-z0-9_]{0,126}:[A-Za-z_][A-Za-z0-9_]{0,126}$": (
+        "a feature reference project:group:feature"
+    ),
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$": (
+        "a Python path module.sub:function (identifiers separated by dots, a colon before the function)"
+    ),
+    r"^(?:[1-9][0-9]{0,8}|[a-z][a-z0-9_-]{0,62})$": (
+        "a version number (1, 2, ...) or an alias (lowercase letters, digits, _ and -, starting with a letter)"
+    ),
+    r"^model(\.[A-Za-z_][A-Za-z0-9_]*)+$": "a path into the model such as model.layer1 (identifiers after model.)",
+}
+
+
+def _chars(spec: str) -> str:
+    """`a-z0-9_.-` -> 'lowercase letters, digits and _ . -'."""
+    if spec in _PUNCTUATION:
+        return _PUNCTUATION[spec]
+    if spec == "0-9a-f":
+        return "lowercase hexadecimal digits"
+    words: list[str] = []
+    rest = spec
+    for token, word in sorted(_RANGES.items(), key=lambda kv: -len(kv[0])):
+        if token in rest:
+            words.append(word)
+            rest = rest.replace(token, "")
+    if "letters" in words and "lowercase letters" in words:
+        words.remove("lowercase letters")
+    symbols = [_PUNCTUATION.get(s, s) for s in re.findall(r"\\.|.", rest)]
+    symbols = ["space" if s == " " else s.removeprefix("\\") for s in symbols]
+    if symbols:
+        words.append(" ".join(symbols))
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def describe_pattern(pattern: str) -> str:
+    """The rule a pattern states, in words (the pattern itself when its shape is not one we know)."""
+    if pattern in _KNOWN:
+        return _KNOWN[pattern]
+    match = _SIMPLE.match(pattern)
+    if not match:
+        return f"text matching the pattern {pattern}"
+    first, rest, low, high = match.groups()
+    if rest is None:  # ^[chars]{m,n}$ or ^[chars]{n}$
+        size = f"exactly {low}" if high is None else f"{low} to {high}" if low != "0" else f"at most {high}"
+        return f"{_chars(first)}; {size} characters"
+    longest = int(high if high is not None else low) + 1
+    if first == rest:
+        return f"{_chars(rest)}; at most {longest} characters"
+    return f"{_chars(rest)}, starting with {_first_words(first)}, at most {longest} characters"
+
+
+def _first_words(spec: str) -> str:
+    words = _chars(spec).replace(" and ", " or ").replace("lowercase letters", "a lowercase letter")
+    words = words.replace("uppercase letters", "an uppercase letter").replace("letters", "a letter")
+    return words.replace("digits", "a digit")
+
+
+def explain(error: dict[str, Any]) -> str:
+    """One pydantic error (a dict from `ValidationError.errors()`) as a message with the rule and the value."""
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "string_pattern_mismatch" and "pattern" in ctx:
+        return f"must be {describe_pattern(str(ctx['pattern']))}; got {_shown(value)}"
+    if kind == "string_too_long" and "max_length" in ctx:
+        return f"must be at most {ctx['max_length']} characters; got {len(str(value))}"
+    if kind == "missing":
+        return "is required"
+    return str(error.get("msg", "is not valid"))
+
+
+def _shown(value: Any, width: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 5] + "...'"
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def explain_all(errors: list[dict[str, Any]], limit: int = 10) -> str:
+    """Every error of a validation as `field: message; field: message` (the first `limit`)."""
+    parts = []
+    for error in errors[:limit]:
+        where = field_path(error.get("loc", ()))
+        parts.append(f"{where}: {explain(error)}" if where else explain(error))
+    more = len(errors) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,221 @@
+"""Training/serving parity: one batch pipeline run writes the offline store and the online store (SQLite, and the
+real Cassandra node); a model is trained on a point-in-time training set and exported to ONNX; the same rows are then
+served online (the feature join and the runtime the prediction service uses) and scored in batch (the local engine).
+Some entities' latest values are past the group's max age. With the default policy the online feature vectors equal
+the point-in-time vectors training and batch scoring see (stale -> null) and the scores are identical; an explicit
+`on_stale: serve` is the documented way to get the other behaviour, and it visibly differs."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import xgboost as xgb
+from api_harness import harness, migrated_sqlite
+
+from bottega.feature_store.batch.duckdb_pipeline import run_batch
+from bottega.feature_store.catalog import batch_group
+from bottega.feature_store.offline.store import OfflineStore
+from bottega.feature_store.online.base import OnlineStore
+from bottega.feature_store.online.sqlite import SqliteOnlineStore
+from bottega.sdk import Client
+from bottega.serving.batch.local import score_local
+from bottega.serving.batch.plan import ScoreRequest
+from bottega.serving.features.join import FeatureJoiner
+from bottega.serving.features.plan import FeaturePlan
+from bottega.serving.features.policy import parse_policies
+from bottega.serving.runtimes.loader import ArtifactCache, load_runtime
+from bottega.training.onnx_export import export_onnx
+
+STORE = ["shop:customer_stats:f0", "shop:customer_stats:f1"]
+COLUMNS = ["customer_stats__f0", "customer_stats__f1"]  # how a training set names them
+SIGNATURE = {
+    "inputs": [{"name": "x0", "type": "float64"}],
+    "store_features": STORE,
+    "outputs": [{"name": "probability", "type": "float64"}],
+}
+CUSTOMERS = 40
+# the age of each customer's newest value: fresh ones well inside the 2-day max age, stale ones well past it
+AGES = [timedelta(hours=1), timedelta(hours=20), timedelta(days=3), timedelta(days=6)]
+
+
+@dataclass
+class World:
+    sdk: Client
+    root: Path
+    offline: Path
+    now: datetime
+    source: pa.Table
+
+
+def _source(now: datetime, rng: random.Random) -> pa.Table:
+    """Raw per-customer observations over the last 20 days; the newest one's age cycles through AGES."""
+    rows = []
+    for customer in range(CUSTOMERS):
+        newest = now - AGES[customer % len(AGES)]
+        for back in range(8):
+            at = newest - timedelta(days=2 * back, minutes=customer)
+            f1 = None if rng.random() < 0.1 else rng.uniform(-2, 2)
+            rows.append((customer, at, rng.uniform(-2, 2), f1))
+    return pa.table(
+        {
+            "customer_id": pa.array([r[0] for r in rows], pa.int64()),
+            "seen_at": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
+            "f0": pa.array([r[2] for r in rows], pa.float64()),
+            "f1": pa.array([r[3] for r in rows], pa.float64()),
+        }
+    )
+
+
+def _train(sdk: Client, root: Path, now: datetime, rng: random.Random) -> None:
+    """Labels at past times -> the point-in-time training set -> XGBoost -> ONNX -> version 1 of `churn`."""
+    n = 600
+    labels = pa.table(
+        {
+            "customer_id": pa.array([rng.randrange(CUSTOMERS) for _ in range(n)], pa.int64()),
+            "timestamp": pa.array(
+                [now - timedelta(hours=rng.uniform(0, 24 * 16)) for _ in range(n)], pa.timestamp("us", tz="UTC")
+            ),
+            "x0": pa.array([rng.uniform(-1, 1) for _ in range(n)], pa.float64()),
+        }
+    )
+    joined = sdk.get_training_set(labels, STORE, offline_root=str(root / "offline"))
+    x = np.column_stack(
+        [joined.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in ("x0", *COLUMNS)]
+    )
+    assert np.isnan(x[:, 1]).any(), "some label times must see no fresh value (the stale case training learns)"
+    y = ((x[:, 0] + np.nan_to_num(x[:, 1], nan=1.5) - 0.5 * np.nan_to_num(x[:, 2])) > 0.3).astype(np.float64)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, xgb.DMatrix(x, label=y), 20)
+    exported = export_onnx(booster, x[:200], booster.inplace_predict(x[:200]), "binary", root / "model.onnx")
+    assert exported.ok and exported.path is not None, exported.warning
+    sdk.models.create("shop", "churn")
+    sdk.models.register_version(
+        "shop", "churn", "onnx", {"model.onnx": exported.path}, signature=SIGNATURE, evaluation={"task": "binary"}
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("parity")
+    rng = random.Random(7)
+    now = datetime.now(UTC).replace(microsecond=0)
+    source = _source(now, rng)
+    pq.write_table(source, root / "events.parquet")
+    with harness(migrated_sqlite(root), root / "home") as api:
+        sdk = api.sdk(api.project("shop"))
+        sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
+        sdk.features.register_group(
+            "shop",
+            {
+                "name": "customer_stats",
+                "entity": "customer",
+                "max_age": "2d",
+                "features": [{"name": "f0", "dtype": "float"}, {"name": "f1", "dtype": "float"}],
+                "source": {"path": str(root / "events.parquet"), "timestamp_column": "seen_at"},
+                "transform_sql": "SELECT customer_id, seen_at AS event_time, f0, f1 FROM source",
+            },
+        )
+        definition, schema = batch_group(sdk, "shop", "customer_stats")
+        run_batch(definition, schema, OfflineStore(root / "offline"), None, now - timedelta(days=30), now)
+        _train(sdk, root, now, rng)
+        yield World(sdk, root, root / "offline", now, source)
+
+
+@pytest.fixture(params=["sqlite", "cassandra"])
+def online(request: pytest.FixtureRequest, world: World, tmp_path: Path) -> Iterator[OnlineStore]:
+    """The online store the same pipeline run materializes into (run again: idempotent offline)."""
+    store: OnlineStore
+    if request.param == "sqlite":
+        store = SqliteOnlineStore(tmp_path / "online.db")
+    else:
+        from bottega.feature_store.online.cassandra import CassandraOnlineStore
+
+        host, port = request.getfixturevalue("cassandra_hosts").rsplit(":", 1)
+        store = CassandraOnlineStore([host], port=int(port), keyspace=f"p_{uuid.uuid4().hex[:12]}")
+    try:
+        definition, schema = batch_group(world.sdk, "shop", "customer_stats")
+        offline = OfflineStore(world.offline)
+        run_batch(definition, schema, offline, store, world.now - timedelta(days=30), world.now)
+        yield store
+    finally:
+        if request.param == "cassandra":
+            store.drop_keyspace()  # type: ignore[attr-defined]
+        store.close()
+
+
+def _rows() -> list[dict[str, Any]]:
+    rng = random.Random(3)
+    return [{"order_id": i, "customer_id": i % CUSTOMERS, "x0": rng.uniform(-1, 1)} for i in range(2 * CUSTOMERS)]
+
+
+def _online(world: World, store: OnlineStore, spec: dict[str, Any]) -> tuple[Any, np.ndarray, datetime]:
+    plan = FeaturePlan.build(SIGNATURE, world.sdk.features.resolve(STORE), parse_policies(spec))
+    plan.register(store)
+    at = datetime.now(UTC)
+    assembled = asyncio.run(FeatureJoiner(store, timeout_s=10.0).assemble(plan, _rows()))
+    runtime = load_runtime(ArtifactCache(world.root / "cache", world.sdk).fetch("shop", "churn", 1))
+    return assembled, np.asarray(runtime.predict(assembled.matrix), dtype=np.float64), at
+
+
+def _batch(world: World, at: datetime, out: Path) -> tuple[list[list[float | None]], dict[int, float]]:
+    """The point-in-time vectors (what training and batch scoring join) and the batch scores, for rows at `at`."""
+    rows = _rows()
+    table = pa.table(
+        {
+            "order_id": pa.array([r["order_id"] for r in rows], pa.int64()),
+            "customer_id": pa.array([r["customer_id"] for r in rows], pa.int64()),
+            "timestamp": pa.array([at] * len(rows), pa.timestamp("us", tz="UTC")),
+            "x0": pa.array([r["x0"] for r in rows], pa.float64()),
+        }
+    )
+    pq.write_table(table, out.with_name("input.parquet"))
+    joined = world.sdk.get_training_set(table, STORE, offline_root=str(world.offline)).to_pylist()
+    vectors = [[r["x0"], *(r[name] for name in COLUMNS)] for r in sorted(joined, key=lambda r: r["order_id"])]
+    request = ScoreRequest(
+        project="shop",
+        model="churn",
+        version=1,
+        input=str(out.with_name("input.parquet")),
+        output=str(out),
+        offline_root=str(world.offline),
+        keep=("order_id",),
+    )
+    score_local(world.sdk, request, ArtifactCache(world.root / "cache", world.sdk))
+    scores = {r["order_id"]: r["probability"] for r in pq.read_table(out).to_pylist()}
+    return vectors, scores
+
+
+def test_online_serves_what_training_and_batch_see(world: World, online: OnlineStore, tmp_path: Path) -> None:
+    assembled, served, at = _online(world, online, {})
+    vectors, batch = _batch(world, at, tmp_path / "scores.parquet")
+    statuses = [row[STORE[0]] for row in assembled.status]
+    assert statuses.count("FRESH") == CUSTOMERS  # half the customers' newest values are past max age:
+    assert statuses.count("STALE") == CUSTOMERS // 2  # 3 days old, still stored
+    assert statuses.count("MISSING") == CUSTOMERS // 2  # 6 days old, expired from the online store
+    stale = [i for i, s in enumerate(statuses) if s == "STALE"]
+    assert all(assembled.vectors[i][1] is None and assembled.vectors[i][2] is None for i in stale)
+    assert assembled.vectors == vectors, "online feature vectors equal the point-in-time ones"
+    assert served.tolist() == [batch[i] for i in range(len(served))], "online scores equal batch scores"
+    assert len({round(p, 6) for p in served.tolist()}) > 10
+
+
+def test_on_stale_serve_is_an_explicit_choice_that_differs(world: World, online: OnlineStore, tmp_path: Path) -> None:
+    assembled, served, at = _online(world, online, {"features": {ref: {"on_stale": "serve"} for ref in STORE}})
+    vectors, batch = _batch(world, at, tmp_path / "scores.parquet")
+    stale = [i for i, row in enumerate(assembled.status) if row[STORE[0]] == "STALE"]
+    assert stale
+    assert all(assembled.vectors[i][1] is not None for i in stale)  # the stored value, not what training saw
+    assert [assembled.vectors[i] for i in stale] != [vectors[i] for i in stale]
+    fresh = [i for i in range(len(vectors)) if i not in stale]
+    assert [assembled.vectors[i] for i in fresh] == [vectors[i] for i in fresh]
+    assert any(served[i] != batch[i] for i in stale)
