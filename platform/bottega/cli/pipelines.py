@@ -257,3 +257,54 @@ def training_set(
     if found is not None and found.found:
         console.print(f"label duplicates ({on_duplicates}): {found.describe()}", highlight=False, markup=False)
     emit(ctx, [{"feature": k, "non_null": v} for k, v in filled.items()], ["feature", "non_null"])
+
+
+def _entities(keys: list[str]) -> list[dict[str, str]]:
+    entities = []
+    for given in keys:
+        entity = {}
+        for part in given.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise typer.BadParameter(f"{given!r}: give key=value (several keys: a=1,b=2)", param_hint="--key")
+            entity[name.strip()] = value.strip()
+        entities.append(entity)
+    return entities
+
+
+def online_get(
+    ctx: typer.Context,
+    project: str,
+    group: str,
+    key: Annotated[
+        list[str], typer.Option("--key", "-k", help="an entity's join keys, key=value (a=1,b=2); repeat per entity")
+    ],
+    feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="only these features")] = None,
+) -> None:
+    """Show what the online store holds for some entities: values, event time, age and FRESH/STALE/MISSING, read as
+    the prediction service reads them (the store `BOTTEGA_ONLINE_STORE` configures)."""
+    require("pyarrow", "store")
+    entities = _entities(key)
+    with client(ctx) as sdk:
+        rows = sdk.get_online_features(project, group, entities, features=feature or None)
+    data = [row.as_dict() for row in rows]
+    if state(ctx).as_json:
+        emit(ctx, data)
+        return
+    shown = [
+        {("age" if k == "age_seconds" else k): (_age(v) if k == "age_seconds" else v) for k, v in r.items()}
+        for r in data
+    ]
+    emit(ctx, shown, title=f"{project}:{group} online")  # keys, status, event_time, age, then the features
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"

@@ -121,6 +121,29 @@ class Client:
             on_duplicates=on_duplicates,
         )
 
+    def get_online_features(
+        self,
+        project: str,
+        group: str,
+        entities: list[dict[str, Any]],
+        *,
+        features: list[str] | None = None,
+        store: Any = None,
+    ) -> list[Any]:
+        """What the online store holds for each entity (a mapping of join key -> value) of `project:group`: a list of
+        `OnlineRow` (keys, status FRESH/STALE/MISSING, event_time, age_seconds, values), read as serving reads them.
+        `store` defaults to the one the environment configures (`BOTTEGA_ONLINE_STORE`: sqlite or cassandra).
+        Needs `bottega[store]`."""
+        from bottega.feature_store.config import StoreSettings
+        from bottega.feature_store.online.inspect import read_online
+
+        online = store if store is not None else StoreSettings.from_env().online()
+        try:
+            return read_online(self, online, project, group, entities, features=features)
+        finally:
+            if store is None:
+                online.close()
+
     def train(self, spec: Any, progress: Any = None) -> Any:
         """Train a model from a spec (a YAML path, a dict or a `TrainingSpec`): builds the training set, trains,
         evaluates, records a run and registers a model version (`candidate` when the gates hold). Returns a

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
-from api_harness import harness, migrated_sqlite
+from api_harness import ApiHarness, harness, migrated_sqlite
+from cli_harness import cli_invoker
 
 from bottega.feature_store.batch.duckdb_pipeline import run_batch
 from bottega.feature_store.catalog import batch_group
@@ -51,6 +52,8 @@ AGES = [timedelta(hours=1), timedelta(hours=20), timedelta(days=3), timedelta(da
 
 @dataclass
 class World:
+    api: ApiHarness
+    token: str
     sdk: Client
     root: Path
     offline: Path
@@ -112,7 +115,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     source = _source(now, rng)
     pq.write_table(source, root / "events.parquet")
     with harness(migrated_sqlite(root), root / "home") as api:
-        sdk = api.sdk(api.project("shop"))
+        token = api.project("shop")
+        sdk = api.sdk(token)
         sdk.features.put_entity("shop", "customer", {"customer_id": "int"})
         sdk.features.register_group(
             "shop",
@@ -128,7 +132,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         definition, schema = batch_group(sdk, "shop", "customer_stats")
         run_batch(definition, schema, OfflineStore(root / "offline"), None, now - timedelta(days=30), now)
         _train(sdk, root, now, rng)
-        yield World(sdk, root, root / "offline", now, source)
+        yield World(api, token, sdk, root, root / "offline", now, source)
 
 
 @pytest.fixture(params=["sqlite", "cassandra"])
@@ -219,3 +223,41 @@ def test_on_stale_serve_is_an_explicit_choice_that_differs(world: World, online:
     fresh = [i for i in range(len(vectors)) if i not in stale]
     assert [assembled.vectors[i] for i in fresh] == [vectors[i] for i in fresh]
     assert any(served[i] != batch[i] for i in stale)
+
+
+def _newest(world: World, customer: int) -> dict[str, Any]:
+    rows = [r for r in world.source.to_pylist() if r["customer_id"] == customer]
+    return max(rows, key=lambda r: r["seen_at"])
+
+
+def test_online_get_shows_what_serving_reads(
+    world: World, online: OnlineStore, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if isinstance(online, SqliteOnlineStore):
+        monkeypatch.setenv("BOTTEGA_ONLINE_STORE", "sqlite")
+        monkeypatch.setenv("BOTTEGA_ONLINE_SQLITE_PATH", str(online.path))
+    else:
+        monkeypatch.setenv("BOTTEGA_ONLINE_STORE", "cassandra")
+        monkeypatch.setenv("BOTTEGA_CASSANDRA_HOSTS", request.getfixturevalue("cassandra_hosts"))
+        monkeypatch.setenv("BOTTEGA_CASSANDRA_KEYSPACE", online.keyspace)  # type: ignore[attr-defined]
+    cli = cli_invoker(world.api, monkeypatch, "features", world.token)
+    keys = ["-k", "customer_id=0", "-k", "customer_id=2", "-k", "customer_id=3", "-k", "customer_id=99"]
+    got = cli("online-get", "shop", "customer_stats", *keys)
+    assert [r["status"] for r in got] == ["FRESH", "STALE", "MISSING", "MISSING"]  # 1 h, 3 d, 6 d old, never
+    for row, customer in zip(got[:2], (0, 2), strict=True):
+        newest = _newest(world, customer)
+        assert (row["customer_id"], row["f0"], row["f1"]) == (customer, newest["f0"], newest["f1"])
+        assert datetime.fromisoformat(row["event_time"]) == newest["seen_at"]
+    assert abs(got[0]["age_seconds"] - (AGES[0].total_seconds())) < 600
+    assert got[2]["f0"] is None and got[2]["event_time"] is None
+    sdk_rows = world.sdk.get_online_features(
+        "shop", "customer_stats", [{"customer_id": 0}, {"customer_id": 2}], store=online
+    )
+    assert [(r.status, r.values) for r in sdk_rows] == [(r["status"], {"f0": r["f0"], "f1": r["f1"]}) for r in got[:2]]
+
+    human = cli("online-get", "shop", "customer_stats", "-k", "customer_id=2", "-f", "f0", as_json=False)
+    assert "STALE" in human and "customer_id" in human and "f1" not in human
+    assert "not a join key" in cli("online-get", "shop", "customer_stats", "-k", "customer=1", as_json=False, code=2)
+    assert "declared int" in cli("online-get", "shop", "customer_stats", "-k", "customer_id=x", as_json=False, code=2)
+    assert "not a feature" in cli("online-get", "shop", "customer_stats", *keys[:2], "-f", "f9", as_json=False, code=2)
+    assert "key=value" in cli("online-get", "shop", "customer_stats", "-k", "customer_id", as_json=False, code=2)
