@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bottega.core.extras import require
-from bottega.feature_store.offline.pit_duckdb import column_name
+from bottega.feature_store.offline.pit_duckdb import column_name, status_column
 from bottega.feature_store.on_demand import OnDemandTransform, add_on_demand_columns
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
 
@@ -69,13 +69,15 @@ def get_training_set(
     spark: Any = None,
     on_duplicates: str = "warn",
     entity_keys: Sequence[str] | None = None,
+    with_status: bool = False,
 ) -> Any:
     """The label rows with one column per feature (`<group>__<feature>`), point-in-time correct, as pyarrow.
 
     Duplicate label rows (exact copies) and conflicting ones (same entity keys and timestamp, other values) are
     counted first (`bottega.feature_store.labels`): `on_duplicates` `warn` keeps them and logs, `keep` keeps them,
     `error` refuses the table. The counts ride in the result's schema metadata: `labels.label_duplicates(table)`.
-    `entity_keys` defaults to the join keys of the features' entities."""
+    `entity_keys` defaults to the join keys of the features' entities. `with_status` adds, per joined group, a
+    `<group>___status` column: FRESH / STALE / MISSING of the row found, as the online store would judge it."""
     require("duckdb", "store")
     from bottega.feature_store.config import StoreSettings
     from bottega.feature_store.labels import check_labels, with_duplicates
@@ -101,9 +103,11 @@ def get_training_set(
     found = check_labels(labels, entity_keys, timestamp_column, on_duplicates, what="the label table")
     table = labels
     if joined:
-        table = _join(store, labels, joined, schemas, timestamp_column, engine, spark)
+        table = _join(store, labels, joined, schemas, timestamp_column, engine, spark, with_status)
     table = add_on_demand_columns(table, [(transforms[key], names) for key, names in computed.items()], column_name)
     wanted = [*labels.column_names, *(column_name(r) for r in refs)]
+    if with_status and joined:
+        wanted += [status_column(schemas[key]) for key in dict.fromkeys(r.group_key for r in joined)]
     return with_duplicates(table.select(list(dict.fromkeys(wanted))), found)
 
 
@@ -115,13 +119,16 @@ def _join(
     timestamp_column: str,
     engine: str,
     spark: Any,
+    with_status: bool = False,
 ) -> Any:
     if engine == "spark":
         if spark is None:
             raise ValueError("engine='spark' needs a SparkSession: pass spark=...")
         from bottega.feature_store.offline.pit_spark import point_in_time_join_spark
 
-        return point_in_time_join_spark(spark, store, labels, refs, schemas, timestamp_column=timestamp_column)
+        return point_in_time_join_spark(
+            spark, store, labels, refs, schemas, timestamp_column=timestamp_column, with_status=with_status
+        )
     from bottega.feature_store.offline.pit_duckdb import point_in_time_join
 
-    return point_in_time_join(store, labels, refs, schemas, timestamp_column=timestamp_column)
+    return point_in_time_join(store, labels, refs, schemas, timestamp_column=timestamp_column, with_status=with_status)

@@ -42,6 +42,9 @@ class ValueType(StrEnum):
         return value
 
 
+TTL_MULTIPLIER = 2.0  # online stores keep a value this many max ages after its event time (then: MISSING)
+
+
 def check_name(kind: str, name: str) -> str:
     if not NAME_RE.match(name):
         raise ValueError(f"{kind} name {name!r} must match {NAME_RE.pattern} (lowercase, digits, underscores)")

@@ -151,7 +151,8 @@ def _clean(tmp_path: Path, table: pa.Table) -> Path:
 
 def _one_error_line(text: str) -> str:
     lines = text.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: "), text
     assert "Traceback" not in text
     return lines[0]
 

@@ -171,6 +171,24 @@ def expected(world: World) -> dict[int, float]:
     return {row["order_id"]: float(p) for row, p in zip(table, predictions, strict=True)}
 
 
+def expected_counts(world: World) -> dict[int, tuple[int, int, int]]:
+    """order_id -> (fresh, stale, missing) store features, judged by hand as the online store would: the newest row
+    at or before the time, FRESH within max age, STALE up to twice that, else (or none) MISSING."""
+    out = {}
+    for row in pq.read_table(world.input).to_pylist():
+        times = [t for t, _, _ in world.features.get(row["customer_id"], [])]
+        at = bisect.bisect_right(times, row["timestamp"]) - 1
+        age = row["timestamp"] - times[at] if at >= 0 else None
+        n = len(STORE)
+        if age is not None and age <= MAX_AGE:
+            out[row["order_id"]] = (n, 0, 0)
+        elif age is not None and age <= 2 * MAX_AGE:
+            out[row["order_id"]] = (0, n, 0)
+        else:
+            out[row["order_id"]] = (0, 0, n)
+    return out
+
+
 def by_order(path: Path) -> dict[int, dict[str, Any]]:
     return {row["order_id"]: row for row in pq.read_table(path).to_pylist()}
 
@@ -185,11 +203,15 @@ def test_local_engine_scores_with_point_in_time_features(world: World, tmp_path:
         "customer_id",
         "timestamp",
         "probability",
+        "features_fresh",
+        "features_stale",
+        "features_missing",
         "model",
         "version",
         "scored_at",
     ]
     assert table.schema.field("probability").type == pa.float64()
+    assert table.schema.field("features_fresh").type == pa.int32()
     rows = by_order(out)
     assert set(rows) == set(range(ROWS))
     want = expected(world)
@@ -198,6 +220,9 @@ def test_local_engine_scores_with_point_in_time_features(world: World, tmp_path:
     assert len({round(p, 6) for p in want.values()}) > 20, "the data must exercise many feature values"
     assert {(r["model"], r["version"]) for r in rows.values()} == {("churn", 1)}
     assert len({r["scored_at"] for r in rows.values()}) == 1
+    counts = {i: (r["features_fresh"], r["features_stale"], r["features_missing"]) for i, r in rows.items()}
+    assert counts == expected_counts(world)
+    assert set(counts.values()) == {(2, 0, 0), (0, 2, 0), (0, 0, 2)}, "rows of every kind"
     assert list(tmp_path.iterdir()) == [out], "no temporary file is left beside the output"
 
 
@@ -286,6 +311,8 @@ def test_spark_engine_writes_what_the_local_engine_writes(world: World, spark: A
         assert other["probability"] == pytest.approx(row["probability"], abs=1e-12)
         assert (other["model"], other["version"]) == ("churn", 1)
         assert _utc(other["timestamp"]) == row["timestamp"]
+        counts = ("features_fresh", "features_stale", "features_missing")
+        assert [other[c] for c in counts] == [row[c] for c in counts], "the same FRESH / STALE / MISSING counts"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "the temporary folder was renamed"
     lacking = tmp_path / "lacking.parquet"
     pq.write_table(pq.read_table(world.input).drop_columns(["x1"]), lacking)
@@ -345,7 +372,8 @@ def test_a_batch_deployment_fires_on_its_cron_and_records_the_run(
     assert (run.result["deployment"], run.result["revision"], run.result["engine"]) == ("nightly", 1, "local")
     assert run.result["seconds"] > 0
     assert run.schedule == "deployment.nightly"
-    assert pq.read_table(written).column_names == ["order_id", "probability", "model", "version", "scored_at"]
+    counts = ["features_fresh", "features_stale", "features_missing"]
+    assert pq.read_table(written).column_names == ["order_id", "probability", *counts, "model", "version", "scored_at"]
     history = sdk.jobs.list("shop", job_type="serving.batch_score").items
     assert [r.id for r in history] == [run_id]
 

@@ -23,6 +23,7 @@ from bottega.serving.batch.plan import (
     output_table,
     prediction_array,
     prediction_kind,
+    status_counts,
 )
 
 SIGNATURE = {
@@ -32,9 +33,13 @@ SIGNATURE = {
 }
 RESOLUTION = SimpleNamespace(
     groups=[
-        SimpleNamespace(on_demand=None, entity=SimpleNamespace(join_keys={"customer_id": "int"})),
         SimpleNamespace(
-            on_demand=SimpleNamespace(request_features={"distance": "float"}),
+            project="shop", group="stats", on_demand=None, entity=SimpleNamespace(join_keys={"customer_id": "int"})
+        ),
+        SimpleNamespace(
+            project="shop",
+            group="eta",
+            on_demand=SimpleNamespace(request_features={"distance": "float"}, inputs={"f": "shop:stats:f0"}),
             entity=SimpleNamespace(join_keys={}),
         ),
     ]
@@ -65,7 +70,8 @@ def test_plan_orders_inputs_as_the_signature_and_keeps_keys() -> None:
     assert made.on_demand_request == ("distance",)
     assert made.keep == ("customer_id", "timestamp")
     assert made.join_columns == ("customer_id", "timestamp", "distance")
-    assert made.output_columns == ("customer_id", "timestamp", "probability", "model", "version", "scored_at")
+    counts = ("features_fresh", "features_stale", "features_missing")
+    assert made.output_columns == ("customer_id", "timestamp", "probability", *counts, "model", "version", "scored_at")
     assert plan(keep=("order_id",)).read_columns == ("order_id", "x0", "flag", "customer_id", "timestamp", "distance")
 
 
@@ -129,11 +135,27 @@ def test_matrix_and_prediction_columns() -> None:
 def test_output_table_columns() -> None:
     made = plan(keep=("order_id",))
     at = datetime(2026, 11, 1, tzinfo=UTC)
-    table = output_table(pa.table({"order_id": [7, 8]}), np.array([0.25, 0.75]), made, at)
+    counts = [pa.array([2, 0], pa.int32()), pa.array([0, 1], pa.int32()), pa.array([0, 1], pa.int32())]
+    table = output_table(pa.table({"order_id": [7, 8]}), np.array([0.25, 0.75]), made, at, counts)
+    common = {"model": "m", "version": 3, "scored_at": at}
     assert table.to_pylist() == [
-        {"order_id": 7, "probability": 0.25, "model": "m", "version": 3, "scored_at": at},
-        {"order_id": 8, "probability": 0.75, "model": "m", "version": 3, "scored_at": at},
+        {"order_id": 7, "probability": 0.25, "features_fresh": 2, "features_stale": 0, "features_missing": 0, **common},
+        {"order_id": 8, "probability": 0.75, "features_fresh": 0, "features_stale": 1, "features_missing": 1, **common},
     ]
+
+
+def test_status_counts_follow_the_online_rules() -> None:
+    made = plan()
+    assert made.status_sources == ((False, ("stats___status",)), (True, ("stats___status",)))
+    joined = pa.table(
+        {
+            "stats__f0": [1.0, None, None, 2.0],
+            "eta__late": [True, None, False, True],  # on demand: None -> MISSING, else STALE unless inputs FRESH
+            "stats___status": ["FRESH", "MISSING", "STALE", "FRESH"],
+        }
+    )
+    fresh, stale, missing = (a.to_pylist() for a in status_counts(joined, made))
+    assert (fresh, stale, missing) == ([2, 0, 0, 2], [0, 0, 2, 0], [0, 2, 0, 0])
 
 
 def write_then_fail(target: Path) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import FeatureRef, GroupSchema
+from bottega.feature_store.types import TTL_MULTIPLIER, FeatureRef, GroupSchema
 
 DUCK_TYPES = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN"}
 ROW = "__bottega_row"
@@ -25,6 +25,24 @@ def _q(name: str) -> str:
 def column_name(ref: FeatureRef) -> str:
     """The training-set column of a feature: `<group>__<feature>`."""
     return f"{ref.group}__{ref.feature}"
+
+
+STATUS_SUFFIX = "___status"
+
+
+def status_column(schema: GroupSchema) -> str:
+    """The column `with_status` adds per group: FRESH / STALE / MISSING of the row the join found, judged as the
+    online store judges it (`<group>___status`: no feature name starts with `_`, so it never collides)."""
+    return schema.name + STATUS_SUFFIX
+
+
+def status_sql(found: str, age_us: str, max_age_us: int) -> str:
+    """FRESH within max age, STALE up to the online stores' TTL (2 x max age), MISSING beyond or when none."""
+    ttl_us = int(max_age_us * TTL_MULTIPLIER)
+    return (
+        f"CASE WHEN {found} IS NULL THEN 'MISSING' WHEN {age_us} <= {max_age_us} THEN 'FRESH' "
+        f"WHEN {age_us} <= {ttl_us} THEN 'STALE' ELSE 'MISSING' END"
+    )
 
 
 def plan_groups(
@@ -69,8 +87,10 @@ def point_in_time_join(
     schemas: Mapping[tuple[str, str], GroupSchema],
     *,
     timestamp_column: str = "timestamp",
+    with_status: bool = False,
 ) -> Any:
-    """The label table (pyarrow or pandas) with one column per feature, rows in label order, as a pyarrow Table.
+    """The label table (pyarrow or pandas) with one column per feature, rows in label order, as a pyarrow Table;
+    `with_status` adds a `status_column` per group.
 
     Only the label columns the join needs (entity keys, timestamp) go through DuckDB, and only the requested
     features are read; each group is one ASOF join whose result is put back in label order by row number."""
@@ -89,8 +109,9 @@ def point_in_time_join(
     try:
         con.register("labels", probe)
         for i, (schema, refs) in enumerate(groups):
-            columns = _join_group(con, store, schema, refs, f"g{i}", timestamp_column)
-            for name, column in zip(_columns(refs), columns, strict=True):
+            columns = _join_group(con, store, schema, refs, f"g{i}", timestamp_column, with_status)
+            names = [*_columns(refs), *([status_column(schema)] if with_status else [])]
+            for name, column in zip(names, columns, strict=True):
                 table = table.append_column(name, column)
         return table
     finally:
@@ -102,7 +123,13 @@ def _columns(refs: list[FeatureRef]) -> list[str]:
 
 
 def _join_group(
-    con: Any, store: OfflineStore, schema: GroupSchema, refs: list[FeatureRef], alias: str, timestamp_column: str
+    con: Any,
+    store: OfflineStore,
+    schema: GroupSchema,
+    refs: list[FeatureRef],
+    alias: str,
+    timestamp_column: str,
+    with_status: bool = False,
 ) -> list[Any]:
     """One group's feature columns for the registered `labels`, in label order."""
     import pyarrow.compute as pc
@@ -114,6 +141,11 @@ def _join_group(
     max_us = int(schema.max_age.total_seconds() * 1_000_000)
     fresh = f"epoch_us({ts}) - epoch_us({alias}.event_time) <= {max_us}"
     selects = [f"CASE WHEN {fresh} THEN {alias}.{_q(ref.feature)} END AS {_q(column_name(ref))}" for ref in refs]
+    names = _columns(refs)
+    if with_status:
+        age = f"epoch_us({ts}) - epoch_us({alias}.event_time)"
+        selects.append(f"{status_sql(f'{alias}.event_time', age, max_us)} AS {_q(status_column(schema))}")
+        names.append(status_column(schema))
     rows = _group_rows(con, store, schema, [ref.feature for ref in refs], alias)
     sql = (
         f"WITH {alias} AS ({rows}) SELECT labels.{_q(ROW)}, {', '.join(selects)} "
@@ -122,7 +154,7 @@ def _join_group(
     result = con.sql(sql).to_arrow_table()
     order = pc.sort_indices(result.column(ROW))  # ASOF joins do not keep the probe order
     result = result.take(order)
-    return [result.column(name).combine_chunks() for name in _columns(refs)]
+    return [result.column(name).combine_chunks() for name in names]
 
 
 def _group_rows(con: Any, store: OfflineStore, schema: GroupSchema, wanted: list[str], alias: str) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bottega.feature_store.offline.pit_duckdb import ROW, check_labels, column_name, plan_groups
+from bottega.feature_store.offline.pit_duckdb import ROW, check_labels, column_name, plan_groups, status_column
 from bottega.feature_store.offline.store import OfflineStore
-from bottega.feature_store.types import FeatureRef, GroupSchema
+from bottega.feature_store.types import TTL_MULTIPLIER, FeatureRef, GroupSchema
 
 SPARK_TYPES = {"int": "bigint", "float": "double", "string": "string", "bool": "boolean"}
 
@@ -27,8 +27,10 @@ def point_in_time_join_spark(
     schemas: Mapping[tuple[str, str], GroupSchema],
     *,
     timestamp_column: str = "timestamp",
+    with_status: bool = False,
 ) -> Any:
-    """The label table with one column per feature, rows in label order, as a pyarrow Table.
+    """The label table with one column per feature, rows in label order, as a pyarrow Table (`with_status`: and a
+    FRESH / STALE / MISSING `status_column` per group, as the DuckDB engine).
 
     `labels` is a pyarrow Table or pandas DataFrame (collected through Arrow) or a Spark DataFrame that already
     has an int64 `__bottega_row` ordering column.
@@ -46,7 +48,8 @@ def point_in_time_join_spark(
         label_df = spark.createDataFrame(table.to_pandas())
     result = label_df
     for schema, refs in groups:
-        result = result.join(_asof(spark, store, label_df, schema, refs, timestamp_column), on=ROW, how="left")
+        joined = _asof(spark, store, label_df, schema, refs, timestamp_column, with_status)
+        result = result.join(joined, on=ROW, how="left")
     return result.orderBy(ROW).drop(ROW).toArrow()
 
 
@@ -70,7 +73,13 @@ def _ddl(schema: GroupSchema) -> str:
 
 
 def _asof(
-    spark: Any, store: OfflineStore, labels: Any, schema: GroupSchema, refs: list[FeatureRef], timestamp_column: str
+    spark: Any,
+    store: OfflineStore,
+    labels: Any,
+    schema: GroupSchema,
+    refs: list[FeatureRef],
+    timestamp_column: str,
+    with_status: bool = False,
 ) -> Any:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -107,4 +116,13 @@ def _asof(
     age_us = F.unix_micros(F.col("__t")) - F.unix_micros(F.col("__last.event_time"))
     fresh = F.col("__last").isNotNull() & (age_us <= F.lit(max_us))
     picked = [F.when(fresh, F.col(f"__last.{ref.feature}")).alias(column_name(ref)) for ref in refs]
+    if with_status:
+        ttl_us = int(max_us * TTL_MULTIPLIER)
+        status = (
+            F.when(F.col("__last").isNull(), F.lit("MISSING"))
+            .when(age_us <= F.lit(max_us), F.lit("FRESH"))
+            .when(age_us <= F.lit(ttl_us), F.lit("STALE"))
+            .otherwise(F.lit("MISSING"))
+        )
+        picked.append(status.alias(status_column(schema)))
     return merged.where(F.col("__is_label") == 1).select(F.col(ROW), *picked)

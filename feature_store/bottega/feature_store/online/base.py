@@ -43,9 +43,6 @@ class ReadResult:
         return {str(ref): fv.value for ref, fv in self.rows[index].items()}
 
 
-TTL_MULTIPLIER = 2.0  # values live this many max ages after their event time
-
-
 def check_ttl_multiplier(multiplier: float) -> float:
     if multiplier < 1:
         raise ValueError("ttl_multiplier must be at least 1 (values must live at least their max age)")

@@ -30,7 +30,6 @@ from typing import Any
 
 from bottega.core.extras import require
 from bottega.feature_store.online.base import (
-    TTL_MULTIPLIER,
     OnlineStore,
     ReadResult,
     check_ttl_multiplier,
@@ -39,7 +38,7 @@ from bottega.feature_store.online.base import (
     table_columns,
 )
 from bottega.feature_store.online.cql import AsyncWire, Query, Request, SyncWire
-from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
+from bottega.feature_store.types import TTL_MULTIPLIER, FeatureRef, GroupSchema, ValueType
 
 CQL_TYPES = {ValueType.int: "bigint", ValueType.float: "double", ValueType.string: "text", ValueType.bool: "boolean"}
 KEYSPACE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from bottega.feature_store.online.base import (
-    TTL_MULTIPLIER,
     FeatureValue,
     OnlineStore,
     ReadResult,
@@ -21,7 +20,7 @@ from bottega.feature_store.online.base import (
     missing,
     table_columns,
 )
-from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
+from bottega.feature_store.types import TTL_MULTIPLIER, FeatureRef, GroupSchema, ValueType
 
 SQL_TYPES = {ValueType.int: "INTEGER", ValueType.float: "REAL", ValueType.string: "TEXT", ValueType.bool: "INTEGER"}
 INLINE_ENTITIES = 16  # read_async answers on the event loop up to this many entities (a few tens of µs)

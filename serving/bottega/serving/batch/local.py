@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bottega.serving.batch.output import column_kinds, local_path, open_input, staged_local
 from bottega.serving.batch.plan import (
+    COUNTS,
     BatchInputError,
     Plan,
     ScoreRequest,
@@ -27,6 +28,7 @@ from bottega.serving.batch.plan import (
     prediction_kind,
     prediction_type,
     resolve,
+    status_counts,
 )
 
 if TYPE_CHECKING:
@@ -75,11 +77,15 @@ def utc_timestamps(table: pa.Table, name: str) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, converted)
 
 
-def score_chunk(client: Client, chunk: pa.Table, plan: Plan, runtime: Runtime, request: ScoreRequest) -> Any:
-    """Predictions for one chunk: store features joined point in time, the matrix in signature order."""
+def score_chunk(
+    client: Client, chunk: pa.Table, plan: Plan, runtime: Runtime, request: ScoreRequest
+) -> tuple[Any, list[Any] | None]:
+    """Predictions for one chunk (store features joined point in time, the matrix in signature order) and, for a
+    model with store features, the per-row FRESH / STALE / MISSING counts."""
     from bottega.feature_store.training import get_training_set
 
     columns = [chunk.column(name) for name in plan.request_features]
+    counts = None
     if plan.store_refs:
         assert plan.timestamp_column is not None
         labels = utc_timestamps(chunk.select(list(plan.join_columns)), plan.timestamp_column)
@@ -89,9 +95,11 @@ def score_chunk(client: Client, chunk: pa.Table, plan: Plan, runtime: Runtime, r
             list(plan.store_refs),
             timestamp_column=plan.timestamp_column,
             offline_root=request.offline_root,
+            with_status=True,
         )
         columns += [joined.column(name) for name in plan.store_columns]
-    return runtime.predict(matrix(columns))
+        counts = status_counts(joined, plan)
+    return runtime.predict(matrix(columns)), counts
 
 
 def _empty(plan: Plan, schema: Any) -> pa.Table:
@@ -99,6 +107,8 @@ def _empty(plan: Plan, schema: Any) -> pa.Table:
 
     fields = [schema.field(name) for name in plan.keep]
     fields.append(pa.field(plan.prediction_column, prediction_type(plan.prediction)))
+    if plan.store_refs:
+        fields += [pa.field(name, pa.int32()) for name in COUNTS]
     fields += [pa.field("model", pa.string()), pa.field("version", pa.int64())]
     fields.append(pa.field("scored_at", pa.timestamp("us", tz="UTC")))
     return pa.schema(fields).empty_table()
@@ -112,8 +122,8 @@ def _write(client: Client, dataset: Any, plan: Plan, runtime: Runtime, request: 
     rows = 0
     try:
         for chunk in chunks(dataset, list(plan.read_columns), request.chunk_size):
-            predictions = score_chunk(client, chunk, plan, runtime, request)
-            table = output_table(chunk, predictions, plan, scored_at)
+            predictions, counts = score_chunk(client, chunk, plan, runtime, request)
+            table = output_table(chunk, predictions, plan, scored_at, counts)
             if writer is None:
                 writer = pq.ParquetWriter(str(target), table.schema)
             writer.write_table(table)

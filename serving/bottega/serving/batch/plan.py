@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 ColumnKind = Literal["number", "bool", "timestamp", "string", "other"]
 PredictionKind = Literal["scalar", "vector", "json"]
-RESERVED = ("model", "version", "scored_at")
+COUNTS = ("features_fresh", "features_stale", "features_missing")  # per row, over the model's store features
+RESERVED = ("model", "version", "scored_at", *COUNTS)
 DEFAULT_CHUNK_SIZE = 50_000
 
 
@@ -84,6 +85,8 @@ class Plan:
     keep: tuple[str, ...]
     prediction: PredictionKind
     prediction_column: str
+    # per store feature: (computed on demand?, the status columns of the groups it is read from / computed from)
+    status_sources: tuple[tuple[bool, tuple[str, ...]], ...] = ()
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -105,7 +108,8 @@ class Plan:
 
     @property
     def output_columns(self) -> tuple[str, ...]:
-        return (*self.keep, self.prediction_column, *RESERVED)
+        counts = COUNTS if self.store_refs else ()
+        return (*self.keep, self.prediction_column, *counts, "model", "version", "scored_at")
 
 
 def arrow_kind(dtype: pa.DataType) -> ColumnKind:
@@ -146,6 +150,25 @@ def _groups(resolution: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         else:
             keys.extend(group.entity.join_keys)
     return tuple(dict.fromkeys(keys)), tuple(dict.fromkeys(request))
+
+
+def _status_sources(refs: Sequence[str], resolution: Any) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """Where each store feature's FRESH / STALE / MISSING comes from: its group's status column of the join, or for
+    an on-demand output the status columns of the groups its inputs read (`<group>___status`)."""
+    from bottega.feature_store.offline.pit_duckdb import STATUS_SUFFIX
+    from bottega.feature_store.types import FeatureRef
+
+    on_demand = {(g.project, g.group): g.on_demand for g in resolution.groups if g.on_demand is not None}
+    sources: list[tuple[bool, tuple[str, ...]]] = []
+    for text in refs:
+        ref = FeatureRef.parse(text)
+        spec = on_demand.get(ref.group_key)
+        if spec is None:
+            sources.append((False, (ref.group + STATUS_SUFFIX,)))
+            continue
+        groups = dict.fromkeys(FeatureRef.parse(str(r)).group + STATUS_SUFFIX for r in spec.inputs.values())
+        sources.append((True, tuple(groups)))
+    return tuple(sources)
 
 
 def _check_present(columns: Mapping[str, ColumnKind], needs: Sequence[tuple[str, str]], where: str) -> None:
@@ -227,6 +250,7 @@ def build_plan(
         keep=keep,
         prediction=prediction,
         prediction_column=column,
+        status_sources=_status_sources(refs, resolution) if refs else (),
     )
     _check_types(plan, columns, where)
     return plan
@@ -277,13 +301,43 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) and getattr(value, "ndim", 1) == 0 else value
 
 
-def output_table(source: pa.Table, predictions: Any, plan: Plan, scored_at: datetime) -> pa.Table:
-    """The output rows of one chunk: kept columns, the prediction, model, version and scored_at."""
+def status_counts(joined: pa.Table, plan: Plan) -> list[pa.Array]:
+    """Per row, how many of the model's store features were FRESH, STALE and MISSING, judged as online: a stored
+    feature has its group's status; an on-demand output is MISSING when None, STALE when any of its inputs was not
+    FRESH, FRESH otherwise (`joined` holds the join's `<group>___status` columns and the feature columns)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    zero = pa.array([0] * joined.num_rows, type=pa.int32())
+    counts = dict.fromkeys(("FRESH", "STALE", "MISSING"), zero)
+    for column, (computed, groups) in zip(plan.store_columns, plan.status_sources, strict=True):
+        if computed:
+            inputs_fresh = pa.array([True] * joined.num_rows)
+            for group in groups:
+                inputs_fresh = pc.and_(inputs_fresh, pc.equal(joined.column(group), "FRESH"))
+            absent = pc.is_null(joined.column(column))
+            status = pc.if_else(absent, "MISSING", pc.if_else(inputs_fresh, "FRESH", "STALE"))
+        else:
+            status = joined.column(groups[0])
+        for name in counts:
+            hit = pc.cast(pc.fill_null(pc.equal(status, name), False), pa.int32())
+            counts[name] = pc.add(counts[name], hit)
+    return [pa.array(counts[name], type=pa.int32()) for name in ("FRESH", "STALE", "MISSING")]
+
+
+def output_table(
+    source: pa.Table, predictions: Any, plan: Plan, scored_at: datetime, counts: list[Any] | None = None
+) -> pa.Table:
+    """The output rows of one chunk: kept columns, the prediction, the feature status counts (models with store
+    features), model, version and scored_at."""
     import pyarrow as pa
 
     rows = source.num_rows
     columns = [source.column(name) for name in plan.keep]
     columns.append(prediction_array(predictions, plan.prediction, rows))
+    if plan.store_refs:
+        assert counts is not None, "a model with store features needs its status counts"
+        columns.extend(counts)
     columns.append(pa.array([plan.model] * rows, type=pa.string()))
     columns.append(pa.array([plan.version] * rows, type=pa.int64()))
     columns.append(pa.array([scored_at] * rows, type=pa.timestamp("us", tz="UTC")))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bottega.serving.batch.output import staged_hadoop
 from bottega.serving.batch.plan import (
+    COUNTS,
     BatchInputError,
     ColumnKind,
     Plan,
@@ -113,6 +114,7 @@ def scorer(
 
         from bottega.feature_store.offline.pit_duckdb import column_name
         from bottega.feature_store.on_demand import add_on_demand_columns
+        from bottega.serving.batch.plan import status_counts
         from bottega.serving.runtimes.loader import load_runtime
 
         runtime = load_runtime(materialize(shipped.value, meta))
@@ -122,7 +124,8 @@ def scorer(
                 if transforms:
                     table = add_on_demand_columns(table, transforms, column_name)
                 predictions = runtime.predict(matrix([table.column(n) for n in plan.input_names]))
-                yield output_table(table, predictions, plan, scored_at).to_pandas()
+                counts = status_counts(table, plan) if plan.store_refs else None
+                yield output_table(table, predictions, plan, scored_at, counts).to_pandas()
         finally:
             runtime.close()
 
@@ -168,7 +171,8 @@ def join_features(
     labeled = labeled.withColumn(ROW, F.monotonically_increasing_id())  # stable: computed on the file scan
     result = labeled
     for schema, group_refs in plan_groups(list(dict.fromkeys([*stored, *inputs])), schemas_from_resolution(resolution)):
-        result = result.join(_asof(spark, store, labeled, schema, group_refs, TS), on=ROW, how="left")
+        joined = _asof(spark, store, labeled, schema, group_refs, TS, with_status=True)
+        result = result.join(joined, on=ROW, how="left")
     return result.drop(ROW, TS), [(transforms[key], names) for key, names in computed.items()]
 
 
@@ -178,6 +182,8 @@ def output_schema(frame: Any, plan: Plan) -> Any:
     prediction = {"scalar": T.DoubleType(), "vector": T.ArrayType(T.DoubleType()), "json": T.StringType()}
     fields = [frame.schema[name] for name in plan.keep]
     fields.append(T.StructField(plan.prediction_column, prediction[plan.prediction]))
+    if plan.store_refs:
+        fields += [T.StructField(name, T.IntegerType()) for name in COUNTS]
     fields += [T.StructField("model", T.StringType()), T.StructField("version", T.LongType())]
     fields.append(T.StructField("scored_at", T.TimestampType()))
     return T.StructType(fields)
