@@ -63,6 +63,9 @@ def predict(
     version: Annotated[str | None, typer.Option(help="pin a version the deployment serves (`3`, `model:3`)")] = None,
     routing_key: Annotated[str | None, typer.Option(help="sticky routing key")] = None,
     project: Annotated[str | None, typer.Option(help="when the name exists in several projects")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="replay: store features point in time from the offline store")
+    ] = None,
 ) -> None:
     """Send rows to the prediction service and print its answer as JSON."""
     import json
@@ -83,7 +86,9 @@ def predict(
         raise typer.BadParameter("give a JSON list of row objects", param_hint="--instances")
     try:
         with PredictionClient(serve_url) as service:
-            result = service.predict(deployment, rows, project=project, version=version, routing_key=routing_key)
+            result = service.predict(
+                deployment, rows, project=project, version=version, routing_key=routing_key, as_of=as_of
+            )
     except BottegaError as exc:
         field = exc.extra.get("field")
         message = f"{exc.detail}" + (f" (field {field})" if field else "")

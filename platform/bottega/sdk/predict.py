@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +32,7 @@ class Prediction:
     predictions: list[Any]
     """per row: P(positive class) (binary), class probabilities (multiclass) or the value (regression)."""
     feature_status: list[dict[str, str]]
+    as_of: str | None = None  # set on a replay: the store features came from the offline store at this time
     """per row: store feature -> FRESH / STALE / MISSING / DEFAULT."""
 
 
@@ -51,11 +53,15 @@ class PredictionClient:
         version: int | str | None = None,
         routing_key: str | None = None,
         request_id: str | None = None,
+        as_of: datetime | str | None = None,
     ) -> Prediction:
         """Score `instances` (request features and entity keys by name) with `deployment`.
 
         `version` pins a version the deployment serves (`3` or `model:3`); `routing_key` makes routing sticky;
-        `project` is needed only when the replica serves the name in several projects."""
+        `project` is needed only when the replica serves the name in several projects. `as_of` (a tz-aware
+        datetime or ISO-8601 text) replays history: the store features are joined point in time from the offline
+        store at that time instead of read from the online store (at most `BOTTEGA_SERVE_AS_OF_MAX_ROWS` rows,
+        default 100), and the answer and the prediction log say so."""
         from bottega.sdk.client import raise_for_problem
 
         headers: dict[str, str] = {}
@@ -66,7 +72,10 @@ class PredictionClient:
         if request_id is not None:
             headers["X-Request-Id"] = request_id
         path = f"/v1/projects/{project}/models/{deployment}:predict" if project else f"/v1/models/{deployment}:predict"
-        response = self._http.post(path, json={"instances": instances}, headers=headers)
+        body: dict[str, Any] = {"instances": instances}
+        if as_of is not None:
+            body["as_of"] = as_of.isoformat() if isinstance(as_of, datetime) else as_of
+        response = self._http.post(path, json=body, headers=headers)
         if response.is_error:
             raise_for_problem(response)
         body = response.json()
@@ -77,6 +86,7 @@ class PredictionClient:
             request_id=body["request_id"],
             predictions=list(body["predictions"]),
             feature_status=list(body["feature_status"]),
+            as_of=body.get("as_of"),
         )
 
     def ready(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +28,7 @@ from bottega.core.errors import PROBLEM_PREFIX
 from bottega.serving.routing import LoadedModel, Route, RoutingError, ServingState, sticky_value
 
 if TYPE_CHECKING:
+    from bottega.feature_store.offline.store import OfflineStore
     from bottega.feature_store.online.base import OnlineStore
     from bottega.sdk import Client
     from bottega.serving.features.join import Assembled, FeatureJoiner
@@ -112,10 +114,12 @@ class ServingApp:
         client: Client | None = None,
         store: OnlineStore | None = None,
         prediction_log: PredictionLog | None = None,
+        offline: OfflineStore | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.store = store
+        self.offline = offline  # for `as_of` requests only
         self.prediction_log = prediction_log
         self.state = ServingState()
         self.watcher: Watcher | None = None
@@ -140,11 +144,14 @@ class ServingApp:
 
             self.client = Client(settings.url, settings.token)
             self._owned.append(self.client.close)
-        if self.store is None:
+        if self.store is None or self.offline is None:
             from bottega.feature_store.config import StoreSettings
 
-            self.store = StoreSettings.from_env().online()
-            self._owned.append(self.store.close)
+            stores = StoreSettings.from_env()
+            if self.store is None:
+                self.store = stores.online()
+                self._owned.append(self.store.close)
+            self.offline = self.offline or stores.offline()
         if self.prediction_log is None and settings.serve_prediction_log:
             from bottega.serving.predlog.log import default_topic, open_prediction_log
 
@@ -154,7 +161,7 @@ class ServingApp:
             self.prediction_log.start()
             self._owned.append(self.prediction_log.close)
         self.metrics = ServingMetrics(self.prediction_log.stats if self.prediction_log is not None else None)
-        self.joiner = FeatureJoiner(self.store, timeout_s=settings.store_timeout_s)
+        self.joiner = FeatureJoiner(self.store, timeout_s=settings.store_timeout_s, offline=self.offline)
         loader = Loader(self.client, ArtifactCache(settings.cache_dir, self.client), self.store)
         metrics = self.metrics
         self.watcher = Watcher(
@@ -261,15 +268,16 @@ class ServingApp:
         headers = _headers(scope)
         body = await _read_body(receive)
         try:
-            model, rows = self._choose(route, headers, body)
-            assembled = await self._assemble(model, rows)
+            model, rows, raw_as_of = self._choose(route, headers, body)
+            as_of = None if raw_as_of is None else self._as_of(raw_as_of, rows)
+            assembled = await self._assemble(model, rows, as_of)
         except Problem as problem:
             self._count_error(route.name, problem.slug)
             raise
         predictions = await self._score(route, model, assembled)
         request_id = headers.get(b"x-request-id", b"").decode() or f"{self._id_prefix}{next(self._ids):x}"
         latency_us = (time.perf_counter_ns() - started) // 1000
-        self._log(route, model, assembled, predictions, request_id, latency_us, shadow=False)
+        self._log(route, model, assembled, predictions, request_id, latency_us, shadow=False, as_of=as_of)
         response = {
             "deployment": route.name,
             "model": model.model,
@@ -278,6 +286,8 @@ class ServingApp:
             "predictions": predictions,
             "feature_status": assembled.status,
         }
+        if as_of is not None:
+            response["as_of"] = as_of.isoformat()  # a replay: store features from the offline store at this time
         out_headers = [
             *JSON,
             (b"x-bottega-version", model.label.encode()),
@@ -286,10 +296,11 @@ class ServingApp:
         await _respond(send, 200, orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY), out_headers)
         self._observe(route, model, len(rows), started, assembled.store_ms)
         if route.shadows:
-            self._shadow(route, body, rows, model, request_id)
+            self._shadow(route, body, rows, model, request_id, as_of)
 
-    def _choose(self, route: Route, headers: dict[bytes, bytes], body: bytes) -> tuple[LoadedModel, list[Any]]:
-        from bottega.serving.features.decode import RequestError, decode_instances
+    def _choose(self, route: Route, headers: dict[bytes, bytes], body: bytes) -> tuple[LoadedModel, list[Any], Any]:
+        """The model that answers, the decoded rows and the raw `as_of` (None when absent)."""
+        from bottega.serving.features.decode import RequestError, decode_instances, decode_request
 
         pinned = headers.get(b"x-bottega-version")
         key = headers.get(b"x-bottega-routing-key")
@@ -299,22 +310,30 @@ class ServingApp:
             raise Problem(404, "not-found", str(exc), field="X-Bottega-Version") from None
         max_rows = self.settings.serve_max_rows
         try:
-            rows = decode_instances(body, first.plan, max_rows=max_rows)
+            rows, as_of = decode_request(body, first.plan, max_rows=max_rows)
             if pinned or key or route.sticky_key is None:
-                return first, rows
+                return first, rows, as_of
             model = route.choose(None, sticky_value(rows, route.sticky_key))
             if model.plan is not first.plan:
                 rows = decode_instances(body, model.plan, max_rows=max_rows)
-            return model, rows
+            return model, rows, as_of
         except RequestError as exc:
             raise Problem(exc.status, _slug(exc.status), exc.detail, field=exc.field) from None
 
-    async def _assemble(self, model: LoadedModel, rows: list[Any]) -> Assembled:
+    def _as_of(self, value: Any, rows: list[Any]) -> datetime:
+        from bottega.serving.features.decode import RequestError, request_as_of
+
+        try:
+            return request_as_of(value, len(rows), self.settings.serve_as_of_max_rows)
+        except RequestError as exc:
+            raise Problem(exc.status, _slug(exc.status), exc.detail, field=exc.field) from None
+
+    async def _assemble(self, model: LoadedModel, rows: list[Any], as_of: datetime | None = None) -> Assembled:
         from bottega.serving.features.decode import RequestError
 
         assert self.joiner is not None
         try:
-            return await self.joiner.assemble(model.plan, rows)
+            return await self.joiner.assemble(model.plan, rows, as_of=as_of)
         except RequestError as exc:
             raise Problem(exc.status, _slug(exc.status), exc.detail, field=exc.field) from None
 
@@ -355,6 +374,7 @@ class ServingApp:
         latency_us: int,
         *,
         shadow: bool,
+        as_of: datetime | None = None,
     ) -> None:
         from bottega.serving.predlog.record import PredictionRecord
 
@@ -364,6 +384,7 @@ class ServingApp:
         now_us = time.time_ns() // 1000
         single = len(predictions) == 1
         served = assembled.matrix.tolist()  # NaN (missing) is written as null
+        as_of_us = None if as_of is None else int(as_of.timestamp() * 1_000_000)
         for i, prediction in enumerate(predictions):
             plog.append(
                 PredictionRecord(
@@ -378,6 +399,7 @@ class ServingApp:
                     status=assembled.status[i],
                     prediction=prediction,
                     latency_us=latency_us,
+                    as_of_us=as_of_us,
                 )
             )
 
@@ -397,16 +419,19 @@ class ServingApp:
             self.metrics.errors.labels(deployment, kind).inc()
 
     # -- shadows ---------------------------------------------------------------------------------------------------
-    def _shadow(self, route: Route, body: bytes, rows: list[Any], served: LoadedModel, request_id: str) -> None:
+    def _shadow(
+        self, route: Route, body: bytes, rows: list[Any], served: LoadedModel, request_id: str, as_of: datetime | None
+    ) -> None:
         if len(self._shadows) >= MAX_PENDING_SHADOWS:
             self._count_error(route.name, "shadow-dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._score_shadows(route, body, rows, served, request_id))
+        scoring = self._score_shadows(route, body, rows, served, request_id, as_of)
+        task = asyncio.get_running_loop().create_task(scoring)
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
     async def _score_shadows(
-        self, route: Route, body: bytes, rows: list[Any], served: LoadedModel, request_id: str
+        self, route: Route, body: bytes, rows: list[Any], served: LoadedModel, request_id: str, as_of: datetime | None
     ) -> None:
         from bottega.serving.features.decode import RequestError, decode_instances
 
@@ -415,13 +440,13 @@ class ServingApp:
             try:
                 same = shadow.plan.input_names == served.plan.input_names
                 mine = rows if same else decode_instances(body, shadow.plan, max_rows=self.settings.serve_max_rows)
-                assembled = await self._assemble(shadow, mine)
+                assembled = await self._assemble(shadow, mine, as_of)
                 predictions = await self._score(route, shadow, assembled, shadow=True)
             except (Problem, RequestError):
                 self._count_error(route.name, "shadow-error")
                 continue
             latency_us = (time.perf_counter_ns() - started) // 1000
-            self._log(route, shadow, assembled, predictions, request_id, latency_us, shadow=True)
+            self._log(route, shadow, assembled, predictions, request_id, latency_us, shadow=True, as_of=as_of)
             if self.metrics is not None:
                 self.metrics.shadow.labels(route.name, shadow.label).inc(len(predictions))
 

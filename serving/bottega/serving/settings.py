@@ -39,6 +39,7 @@ class ServingSettings(BaseSettings):
     prediction_log_kafka: str | None = None
     serve_prediction_log: bool = True
     serve_max_rows: int = Field(default=1000, ge=1, le=100_000)
+    serve_as_of_max_rows: int = Field(default=100, ge=1, le=100_000)  # as_of requests join on the offline store
     serve_store_timeout_ms: float = Field(default=50.0, gt=0, le=60_000)
     serve_unload_grace_s: float = Field(default=10.0, ge=0, le=3600)
     serve_watch_timeout_s: float = Field(default=25.0, gt=0, le=30)

@@ -273,3 +273,70 @@ def test_online_get_shows_what_serving_reads(
     assert "declared int" in cli("online-get", "shop", "customer_stats", "-k", "customer_id=x", as_json=False, code=2)
     assert "not a feature" in cli("online-get", "shop", "customer_stats", *keys[:2], "-f", "f9", as_json=False, code=2)
     assert "key=value" in cli("online-get", "shop", "customer_stats", "-k", "customer_id", as_json=False, code=2)
+
+
+def _call(app: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """One POST to the serving ASGI app in process."""
+    import json
+
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "path": "/v1/models/churn:predict", "method": "POST", "headers": []}, receive, send)
+
+    asyncio.run(run())
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_as_of_replays_history_as_batch_scoring_does(world: World, online: OnlineStore, tmp_path: Path) -> None:
+    from bottega.serving.app import ServingApp
+    from bottega.serving.metrics import ServingMetrics
+    from bottega.serving.predlog.log import default_topic, open_prediction_log
+    from bottega.serving.predlog.spool import read_spool
+    from bottega.serving.routing import LoadedModel, Route, ServingState
+    from bottega.serving.settings import ServingSettings
+
+    plan = FeaturePlan.build(SIGNATURE, world.sdk.features.resolve(STORE), {})
+    plan.register(online)
+    runtime = load_runtime(ArtifactCache(world.root / "cache", world.sdk).fetch("shop", "churn", 1))
+    model = LoadedModel("shop", "churn", 1, runtime, plan, SIGNATURE, "probability")
+    log = open_prediction_log(tmp_path / "spool", kafka_bootstrap=None, topic_for=default_topic)
+    log.start()
+    app = ServingApp(ServingSettings(serve_as_of_max_rows=100), offline=OfflineStore(world.offline), prediction_log=log)
+    app.metrics = ServingMetrics()
+    app.joiner = FeatureJoiner(online, timeout_s=10.0, offline=app.offline)
+    app.state = ServingState.of({("shop", "churn"): Route("shop", "churn", 1, (model,), (100,))}, 1)
+    instances = [{k: v for k, v in row.items() if k != "order_id"} for row in _rows()]
+    when = world.now - timedelta(days=19)  # only the entities whose history reaches back that far are known
+
+    status, body = _call(app, {"instances": instances, "as_of": when.isoformat()})
+    assert status == 200, body
+    assert datetime.fromisoformat(body["as_of"]) == when
+    _, batch, counts = _batch(world, when, tmp_path / "scores.parquet")
+    assert body["predictions"] == [batch[i] for i in range(len(instances))], "a replay scores as batch scoring does"
+    flags = [
+        tuple(list(row.values()).count(k) for k in ("FRESH", "STALE", "MISSING")) for row in body["feature_status"]
+    ]
+    assert flags == [counts[i] for i in range(len(instances))]
+    assert {f[0] for f in flags} == {0, 2}, "fresh and not fresh rows at that time"
+    live_status, live = _call(app, {"instances": instances})
+    assert live_status == 200
+    assert "as_of" not in live
+    assert live["predictions"] != body["predictions"], "today's online values are not those of 19 days ago"
+
+    too_many = {"instances": instances * 2, "as_of": when.isoformat()}
+    assert _call(app, too_many)[0] == 413
+    bad_status, bad = _call(app, {"instances": instances[:1], "as_of": "last tuesday"})
+    assert (bad_status, bad["field"]) == (422, "as_of")
+    log.close()
+    records = list(read_spool(tmp_path / "spool"))
+    replayed = [r for r in records if r.get("as_of_us") is not None]
+    assert len(replayed) == len(instances)
+    assert {r["as_of_us"] for r in replayed} == {int(when.timestamp() * 1_000_000)}
+    assert len(records) == 2 * len(instances), "the live request is logged without as_of"

@@ -33,12 +33,19 @@ def test_encode_is_one_line_that_decodes_back() -> None:
     assert line.endswith(b"\n")
     assert line.count(b"\n") == 1
     back = decode(line)
-    assert tuple(back) == FIELDS
+    assert tuple(back) == (*FIELDS, "as_of_us")  # the optional field last, null unless a replay
+    assert back["as_of_us"] is None
     assert back["request_id"] == 'odd "id"\nwith newline'
     assert back["features"] == {"age": 31.0, "prep_time": None}  # NaN is served as missing: null
     assert back["status"] == {"prep_time": "MISSING"}
     assert back["version"] == 3
     assert back["shadow"] is False
+
+
+def test_a_replay_carries_its_as_of_and_older_lines_still_decode() -> None:
+    assert decode(make(as_of_us=1_700_000_000_000_000).encode())["as_of_us"] == 1_700_000_000_000_000
+    old = make().encode().replace(b',"as_of_us":null', b"")  # a line written before the field existed
+    assert "as_of_us" not in decode(old)
 
 
 def test_numpy_predictions_and_features_encode() -> None:

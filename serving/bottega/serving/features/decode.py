@@ -10,6 +10,7 @@ field, 413 for more rows than allowed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -45,6 +46,11 @@ def _fail(status: int, field: str, problem: str) -> RequestError:
 
 def decode_instances(body: bytes, plan: FeaturePlan, *, max_rows: int) -> list[dict[str, Any]]:
     """The request's rows, checked and typed against the plan; RequestError on the first problem."""
+    return decode_request(body, plan, max_rows=max_rows)[0]
+
+
+def decode_request(body: bytes, plan: FeaturePlan, *, max_rows: int) -> tuple[list[dict[str, Any]], Any]:
+    """The request's rows (as `decode_instances`) and its raw `as_of` value (None when absent)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -92,7 +98,7 @@ def decode_instances(body: bytes, plan: FeaturePlan, *, max_rows: int) -> list[d
             if value is None and field.nullable:
                 continue
             _refuse(index, field.name, vtype, value, row)
-    return rows
+    return rows, document.get("as_of")
 
 
 def _refuse(index: int, name: str, vtype: ValueType, value: Any, row: dict[str, Any]) -> None:
@@ -100,3 +106,21 @@ def _refuse(index: int, name: str, vtype: ValueType, value: Any, row: dict[str, 
     if value is row:
         raise _fail(422, field, f"missing (expected {EXPECTED[vtype]})")
     raise _fail(422, field, f"expected {EXPECTED[vtype]}, got {shown(value)}")
+
+
+def request_as_of(value: Any, rows: int, max_rows: int) -> datetime:
+    """A request's raw `as_of` (a replay of history: store features read point in time from the offline store) as a
+    UTC datetime; RequestError for what is not an ISO-8601 time, or for more rows than an as_of request may have."""
+    if not isinstance(value, str):
+        raise _fail(422, "as_of", f"as_of: expected an ISO-8601 time such as 2026-11-01T09:00:00Z, got {shown(value)}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(422, "as_of", f"as_of: {value!r} is not an ISO-8601 time (e.g. 2026-11-01T09:00:00Z)") from None
+    if rows > max_rows:
+        raise _fail(
+            413, "instances", f"{rows} rows with as_of, more than the {max_rows} allowed (BOTTEGA_SERVE_AS_OF_MAX_ROWS)"
+        )
+    from bottega.core.timestamps import as_utc
+
+    return as_utc(moment, "as_of")  # the timestamp rule: no offset = UTC, with a warning

@@ -9,6 +9,10 @@ Per store (or on-demand) feature and row, a status flag:
 - DEFAULT: missing or stale and replaced by the policy's declared default.
 A policy `reject` turns a missing (or stale) value into RequestError(422) naming the feature and the entity.
 
+With `as_of` (a replay of history), the stored features are read from the offline store instead, point in time (the
+latest value at or before `as_of`, judged against `as_of` as training and batch scoring judge it), and flagged the
+same way; the online store is not read.
+
 On-demand features run `OnDemandTransform.compute` (the code training runs) on the request features and their
 stored inputs, read in the same multi-get; as in a training set, an input that is not FRESH is None to the function.
 An output that is None is MISSING; one computed from an input that was not FRESH is STALE; otherwise FRESH.
@@ -16,9 +20,11 @@ An output that is None is MISSING; one computed from an input that was not FRESH
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bottega.feature_store.online.base import FeatureValue, ReadResult, Status, missing
@@ -28,10 +34,13 @@ from bottega.serving.features.plan import FeaturePlan, OnDemandStep, StoreColumn
 if TYPE_CHECKING:
     import numpy
 
+    from bottega.feature_store.offline.store import OfflineStore
     from bottega.feature_store.online.base import OnlineStore
 
 FRESH, STALE, MISSING, DEFAULT = "FRESH", "STALE", "MISSING", "DEFAULT"
 NO_STORE = missing("no online store")
+AS_OF = "__bottega_as_of"
+ARROW_TYPES = {"int": "int64", "float": "float64", "string": "string", "bool": "bool"}
 
 
 @dataclass
@@ -47,21 +56,28 @@ class Assembled:
 
 
 class FeatureJoiner:
-    def __init__(self, store: OnlineStore | None, *, timeout_s: float) -> None:
+    def __init__(self, store: OnlineStore | None, *, timeout_s: float, offline: OfflineStore | None = None) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.store = store
         self.timeout_s = timeout_s
+        self.offline = offline
 
-    async def assemble(self, plan: FeaturePlan, rows: list[dict[str, Any]]) -> Assembled:
-        """The model inputs of decoded rows (see `decode_instances`)."""
+    async def assemble(
+        self, plan: FeaturePlan, rows: list[dict[str, Any]], *, as_of: datetime | None = None
+    ) -> Assembled:
+        """The model inputs of decoded rows (see `decode_instances`); `as_of`: read the store features point in
+        time from the offline store instead of the online store."""
         import numpy as np
 
         store_ms = 0.0
         read: list[dict[Any, FeatureValue]] | None = None
         if plan.read_refs:
             started = time.perf_counter()
-            read = (await self._read(plan, rows)).rows
+            if as_of is None:
+                read = (await self._read(plan, rows)).rows
+            else:
+                read = await asyncio.to_thread(self._read_as_of, plan, rows, as_of)
             store_ms = (time.perf_counter() - started) * 1000.0
         computed = _on_demand(plan, rows, read) if plan.on_demand else ()
         matrix = np.full((len(rows), plan.n_inputs), np.nan, dtype=np.float64)
@@ -91,6 +107,30 @@ class FeatureJoiner:
                         matrix[index, spec.column] = served
             statuses.append(status)
         return Assembled(matrix=matrix, status=statuses, store_ms=store_ms)
+
+    def _read_as_of(
+        self, plan: FeaturePlan, rows: list[dict[str, Any]], as_of: datetime
+    ) -> list[dict[Any, FeatureValue]]:
+        """The offline point-in-time join of the rows' entities at `as_of`, as online reads (value and status)."""
+        import pyarrow as pa
+
+        from bottega.feature_store.offline.pit_duckdb import column_name, point_in_time_join, status_column
+
+        if self.offline is None:
+            raise RequestError(422, "as_of", "as_of: this service has no offline store to replay history from")
+        types = {f.name: ARROW_TYPES[f.vtype.value] for f in plan.fields}
+        labels = {key: pa.array([row.get(key) for row in rows], types[key]) for key in plan.entity_keys}
+        labels[AS_OF] = pa.array([as_of] * len(rows), pa.timestamp("us", tz="UTC"))
+        schemas = {schema.key: schema for schema in plan.schemas}
+        joined = point_in_time_join(
+            self.offline, pa.table(labels), list(plan.read_refs), schemas, timestamp_column=AS_OF, with_status=True
+        )
+        values = {ref: joined.column(column_name(ref)).to_pylist() for ref in plan.read_refs}
+        statuses = {ref: joined.column(status_column(schemas[ref.group_key])).to_pylist() for ref in plan.read_refs}
+        return [
+            {ref: FeatureValue(values[ref][i], None, Status(statuses[ref][i])) for ref in plan.read_refs}
+            for i in range(len(rows))
+        ]
 
     async def _read(self, plan: FeaturePlan, rows: list[dict[str, Any]]) -> ReadResult:
         if self.store is None:

@@ -5,7 +5,9 @@ request id, which consumers use to drop the rare duplicates of at-least-once del
 request_id, ts_us (microseconds since the epoch, UTC), project, deployment, model, version, shadow, features
 (the served input vector in the model's input order - the version signature's request inputs, then its store
 features - or a mapping by input name; NaN and infinities become null), status (feature name ->
-FRESH/STALE/MISSING/DEFAULT), prediction (any JSON-able value; numpy scalars and arrays are accepted), latency_us.
+FRESH/STALE/MISSING/DEFAULT), prediction (any JSON-able value; numpy scalars and arrays are accepted), latency_us,
+and as_of_us (optional, null unless the request replayed history with `as_of`: the store features then came from
+the offline store at that time, in microseconds since the epoch).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class PredictionRecord:
     status: dict[str, str] = field(default_factory=dict)
     prediction: Any = None
     latency_us: int = 0
+    as_of_us: int | None = None
 
     def encode(self) -> bytes:
         """One JSON object on one line, ending in b"\\n" (orjson escapes newlines inside strings)."""
