@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,13 @@ def test_bad_requests_get_problems_naming_the_field(api: LiveServer, client: Cli
             assert caught.value.extra["field"] == "instances[0].f2"
             with pytest.raises(NotFound):
                 service.predict("nope", [good])
+            replay = service.predict("eta", [good], as_of=datetime(2026, 11, 1, 9, tzinfo=UTC))
+            assert replay.as_of == "2026-11-01T09:00:00+00:00"  # no store features here: echoed, nothing joined
+            assert replay.predictions == answer.predictions
+            assert service.predict("eta", [good]).as_of is None
+            with pytest.raises(InvalidInput) as caught:
+                service.predict("eta", [good], as_of="yesterday")
+            assert caught.value.extra["field"] == "as_of"
         env_cli = {**api.env(), "BOTTEGA_SERVE_URL": serving.url}
         done = subprocess.run(
             [str(BIN / "bottega"), "predict", "eta", "-i", json.dumps([good])], env=env_cli, capture_output=True,
@@ -191,6 +199,12 @@ def test_bad_requests_get_problems_naming_the_field(api: LiveServer, client: Cli
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["version"] == 1
+        replayed = subprocess.run(
+            [str(BIN / "bottega"), "predict", "eta", "-i", json.dumps([good]), "--as-of", "2026-11-01T09:00:00Z"],
+            env=env_cli, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert replayed.returncode == 0, replayed.stderr
+        assert json.loads(replayed.stdout)["as_of"] == "2026-11-01T09:00:00+00:00"
         bad = subprocess.run(
             [str(BIN / "bottega"), "predict", "eta", "-i", json.dumps([{**good, "f2": "x"}])], env=env_cli,
             capture_output=True, text=True, check=False,
