@@ -117,6 +117,8 @@ def test_values_older_than_their_ttl_read_as_missing(store: OnlineStore) -> None
     result = store.read([{"restaurant_id": 1}, {"restaurant_id": 2}], [ref(STATS, "prep_time")], now=now)
     statuses = [row[ref(STATS, "prep_time")] for row in result.rows]
     assert [(v.value, v.status) for v in statuses] == [(None, Status.MISSING), (2.0, Status.STALE)]
+    later = store.read([{"restaurant_id": 2}], [ref(STATS, "prep_time")], now=now + timedelta(minutes=30))
+    assert later.rows[0][ref(STATS, "prep_time")].status is Status.MISSING  # expiry is judged at the read's `now`
 
 
 def test_two_groups_with_composite_keys_in_one_call(store: OnlineStore) -> None:

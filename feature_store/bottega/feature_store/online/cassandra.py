@@ -370,8 +370,8 @@ class CassandraOnlineStore(OnlineStore):
             out.setdefault(host, []).append(i)
         return out
 
-    @staticmethod
     def _result(
+        self,
         plan: Any,
         entities: Sequence[Mapping[str, Any]],
         keys: dict[tuple[str, str], list[int | None]],
@@ -383,9 +383,10 @@ class CassandraOnlineStore(OnlineStore):
         for group_key, (schema, refs) in plan.items():
             positions = {name: i for i, (name, _) in enumerate(schema.features)}  # rows: features, then event time
             wanted = [(ref, positions[ref.feature]) for ref in refs]
+            expired = now - schema.max_age * self.ttl_multiplier  # the TTL drops these, judged at `now` as SQLite does
             for index, out in zip(keys[group_key], result.rows, strict=True):
                 row, error = replies[index] if index is not None else (None, None)
-                if row is None:
+                if row is None or row[-1] < expired:
                     absent = missing(error)  # immutable: one instance serves every feature of the row
                     for ref in refs:
                         out[ref] = absent
