@@ -107,7 +107,7 @@ def get_training_set(
     table = add_on_demand_columns(table, [(transforms[key], names) for key, names in computed.items()], column_name)
     wanted = [*labels.column_names, *(column_name(r) for r in refs)]
     if with_status and joined:
-        wanted += [status_column(schemas[key]) for key in dict.fromkeys(r.group_key for r in joined)]
+        wanted += list(dict.fromkeys(status_column(r.group) for r in joined))
     return with_duplicates(table.select(list(dict.fromkeys(wanted))), found)
 
 

@@ -39,22 +39,14 @@ def state(ctx: typer.Context) -> CliState:
 def client(ctx: typer.Context) -> Iterator[Client]:
     """An SDK client for the command; errors become the one `error: ...` line (see `bottega.cli.errors`)."""
     st = state(ctx)
+    sdk = Client(st.url, st.token)  # no I/O yet: its `url` is the one the messages name
     try:
-        with Client(st.url, st.token) as sdk:
+        with sdk:
             yield sdk
     except (typer.Exit, typer.Abort, TyperException):
         raise
     except Exception as exc:
-        raise exit_for(ctx, exc, sdk_url(st)) from exc
-
-
-def sdk_url(st: CliState) -> str:
-    """The API URL the SDK client talks to (the option, else `BOTTEGA_URL`, else the default)."""
-    import os
-
-    from bottega.sdk.client import DEFAULT_URL
-
-    return st.url or os.environ.get("BOTTEGA_URL") or DEFAULT_URL
+        raise exit_for(ctx, exc, getattr(sdk, "url", None)) from exc
 
 
 def fail(message: str, code: int = USER_ERROR) -> typer.Exit:

@@ -32,8 +32,9 @@ class Prediction:
     predictions: list[Any]
     """per row: P(positive class) (binary), class probabilities (multiclass) or the value (regression)."""
     feature_status: list[dict[str, str]]
-    as_of: str | None = None  # set on a replay: the store features came from the offline store at this time
     """per row: store feature -> FRESH / STALE / MISSING / DEFAULT."""
+    as_of: str | None = None
+    """set on a replay: the store features were joined from the offline store at this time (ISO-8601)."""
 
 
 class PredictionClient:

@@ -27,13 +27,10 @@ def column_name(ref: FeatureRef) -> str:
     return f"{ref.group}__{ref.feature}"
 
 
-STATUS_SUFFIX = "___status"
-
-
-def status_column(schema: GroupSchema) -> str:
+def status_column(group: str) -> str:
     """The column `with_status` adds per group: FRESH / STALE / MISSING of the row the join found, judged as the
     online store judges it (`<group>___status`: no feature name starts with `_`, so it never collides)."""
-    return schema.name + STATUS_SUFFIX
+    return f"{group}___status"
 
 
 def status_sql(found: str, age_us: str, max_age_us: int) -> str:
@@ -110,7 +107,7 @@ def point_in_time_join(
         con.register("labels", probe)
         for i, (schema, refs) in enumerate(groups):
             columns = _join_group(con, store, schema, refs, f"g{i}", timestamp_column, with_status)
-            names = [*_columns(refs), *([status_column(schema)] if with_status else [])]
+            names = [*_columns(refs), *([status_column(schema.name)] if with_status else [])]
             for name, column in zip(names, columns, strict=True):
                 table = table.append_column(name, column)
         return table
@@ -139,13 +136,15 @@ def _join_group(
         f"CAST(labels.{_q(k)} AS {DUCK_TYPES[t.value]}) = {alias}.{_q(k)}" for k, t in schema.entity_keys
     )
     max_us = int(schema.max_age.total_seconds() * 1_000_000)
-    fresh = f"epoch_us({ts}) - epoch_us({alias}.event_time) <= {max_us}"
-    selects = [f"CASE WHEN {fresh} THEN {alias}.{_q(ref.feature)} END AS {_q(column_name(ref))}" for ref in refs]
+    age = f"epoch_us({ts}) - epoch_us({alias}.event_time)"
+    selects = [
+        f"CASE WHEN {age} <= {max_us} THEN {alias}.{_q(ref.feature)} END AS {_q(column_name(ref))}" for ref in refs
+    ]
     names = _columns(refs)
     if with_status:
-        age = f"epoch_us({ts}) - epoch_us({alias}.event_time)"
-        selects.append(f"{status_sql(f'{alias}.event_time', age, max_us)} AS {_q(status_column(schema))}")
-        names.append(status_column(schema))
+        status = status_column(schema.name)
+        selects.append(f"{status_sql(f'{alias}.event_time', age, max_us)} AS {_q(status)}")
+        names.append(status)
     rows = _group_rows(con, store, schema, [ref.feature for ref in refs], alias)
     sql = (
         f"WITH {alias} AS ({rows}) SELECT labels.{_q(ROW)}, {', '.join(selects)} "

@@ -124,5 +124,5 @@ def _asof(
             .when(age_us <= F.lit(ttl_us), F.lit("STALE"))
             .otherwise(F.lit("MISSING"))
         )
-        picked.append(status.alias(status_column(schema)))
+        picked.append(status.alias(status_column(schema.name)))
     return merged.where(F.col("__is_label") == 1).select(F.col(ROW), *picked)

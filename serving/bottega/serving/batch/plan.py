@@ -155,7 +155,7 @@ def _groups(resolution: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _status_sources(refs: Sequence[str], resolution: Any) -> tuple[tuple[bool, tuple[str, ...]], ...]:
     """Where each store feature's FRESH / STALE / MISSING comes from: its group's status column of the join, or for
     an on-demand output the status columns of the groups its inputs read (`<group>___status`)."""
-    from bottega.feature_store.offline.pit_duckdb import STATUS_SUFFIX
+    from bottega.feature_store.offline.pit_duckdb import status_column
     from bottega.feature_store.types import FeatureRef
 
     on_demand = {(g.project, g.group): g.on_demand for g in resolution.groups if g.on_demand is not None}
@@ -164,9 +164,9 @@ def _status_sources(refs: Sequence[str], resolution: Any) -> tuple[tuple[bool, t
         ref = FeatureRef.parse(text)
         spec = on_demand.get(ref.group_key)
         if spec is None:
-            sources.append((False, (ref.group + STATUS_SUFFIX,)))
+            sources.append((False, (status_column(ref.group),)))
             continue
-        groups = dict.fromkeys(FeatureRef.parse(str(r)).group + STATUS_SUFFIX for r in spec.inputs.values())
+        groups = dict.fromkeys(status_column(FeatureRef.parse(str(r)).group) for r in spec.inputs.values())
         sources.append((True, tuple(groups)))
     return tuple(sources)
 

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 FRESH, STALE, MISSING, DEFAULT = "FRESH", "STALE", "MISSING", "DEFAULT"
 NO_STORE = missing("no online store")
 AS_OF = "__bottega_as_of"
-ARROW_TYPES = {"int": "int64", "float": "float64", "string": "string", "bool": "bool"}
 
 
 @dataclass
@@ -115,6 +114,7 @@ class FeatureJoiner:
         import pyarrow as pa
 
         from bottega.feature_store.offline.pit_duckdb import column_name, point_in_time_join, status_column
+        from bottega.feature_store.offline.store import ARROW_TYPES
 
         if self.offline is None:
             raise RequestError(422, "as_of", "as_of: this service has no offline store to replay history from")
@@ -126,7 +126,7 @@ class FeatureJoiner:
             self.offline, pa.table(labels), list(plan.read_refs), schemas, timestamp_column=AS_OF, with_status=True
         )
         values = {ref: joined.column(column_name(ref)).to_pylist() for ref in plan.read_refs}
-        statuses = {ref: joined.column(status_column(schemas[ref.group_key])).to_pylist() for ref in plan.read_refs}
+        statuses = {ref: joined.column(status_column(ref.group)).to_pylist() for ref in plan.read_refs}
         return [
             {ref: FeatureValue(values[ref][i], None, Status(statuses[ref][i])) for ref in plan.read_refs}
             for i in range(len(rows))
