@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from api_harness import migrated_sqlite
 
+from bottega.feature_store.batch import spark_pipeline
 from bottega.feature_store.batch.duckdb_pipeline import PipelineError, run_batch
 from bottega.feature_store.batch.spark_pipeline import run_batch_spark
 from bottega.feature_store.definitions import BatchFeatureGroup, Entity, Feature, Source
@@ -289,3 +290,27 @@ def test_the_cli_runs_a_registered_group_on_spark(spark: Any, tmp_path: Path, mo
     duck = OfflineStore(tmp_path / "duck")
     run_batch(make_group(tmp_path / "orders.parquet"), schema, duck, None, DAY, DAY + timedelta(days=7))
     assert_same_rows(offline_rows(OfflineStore(tmp_path / "offline"), schema), offline_rows(duck, schema))
+
+
+@pytest.mark.parametrize("zone", ["UTC", None])
+def test_pandas_nanosecond_sources_read_as_duckdb_reads_them(spark: Any, tmp_path: Path, zone: str | None) -> None:
+    """pandas writes `datetime64[ns, UTC]` by default, a Parquet type Spark refuses (PARQUET_TYPE_ILLEGAL): the
+    engine reads it as microseconds, so the docs' daily SQL gives DuckDB's rows. A naive column stays naive."""
+    write_orders(tmp_path / "reference.parquet", seed=5)
+    frame = pq.read_table(tmp_path / "reference.parquet").to_pandas()
+    at = frame["ordered_at"] if zone else frame["ordered_at"].dt.tz_localize(None)
+    frame["ordered_at"] = at.astype("datetime64[ns, UTC]" if zone else "datetime64[ns]")
+    frame.to_parquet(tmp_path / "pandas.parquet")
+    source = spark_pipeline.read_source(spark_pipeline.pipeline_session(spark), make_group(tmp_path / "pandas.parquet"))
+    assert source.schema["ordered_at"].dataType.simpleString() == ("timestamp" if zone else "timestamp_ntz")
+    assert source.count() == len(frame)
+    if zone is None:
+        return  # naive: Spark's event_time would be TIMESTAMP_NTZ, which the engine refuses, as documented
+    group = make_group(tmp_path / "pandas.parquet")
+    schema = group.schema_for("eats", RESTAURANT)
+    end = DAY + timedelta(days=7)
+    run_batch_spark(spark, group, schema, OfflineStore(tmp_path / "spark"), None, DAY, end)
+    run_batch(make_group(tmp_path / "reference.parquet"), schema, OfflineStore(tmp_path / "duckdb"), None, DAY, end)
+    assert_same_rows(
+        offline_rows(OfflineStore(tmp_path / "spark"), schema), offline_rows(OfflineStore(tmp_path / "duckdb"), schema)
+    )

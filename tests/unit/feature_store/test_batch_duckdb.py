@@ -158,3 +158,34 @@ def test_pandas_written_sources_in_every_unit_and_zone(tmp_path: Path, unit: str
         results[name] = OfflineStore(tmp_path / name).read(schema).sort_by([("event_time", "ascending")])
     assert results["pandas"].num_rows == 2 * 7  # 06:00 on day 1 .. 18:00 on day 2, two restaurants
     assert results["pandas"].equals(results["reference"])
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Rome", None])
+def test_nanosecond_sources_reach_the_sql_as_timestamps_duckdb_functions_take(tmp_path: Path, zone: str | None) -> None:
+    """DuckDB reads pandas' default `datetime64[ns, UTC]` as TIMESTAMPTZ_NS, which `date_trunc` refuses: the source
+    view reads nanoseconds as microseconds, so the docs' daily SQL binds at apply time and runs, equal to a
+    microsecond source."""
+    import warnings
+
+    from bottega.feature_store.batch.checks import check_transform
+
+    orders(tmp_path / "reference.parquet")
+    frame = pq.read_table(tmp_path / "reference.parquet").to_pandas()
+    at = frame["ordered_at"].dt.tz_convert(zone) if zone else frame["ordered_at"].dt.tz_localize(None)
+    frame["ordered_at"] = at.astype(f"datetime64[ns, {zone}]" if zone else "datetime64[ns]")
+    frame.to_parquet(tmp_path / "pandas.parquet")
+    results = {}
+    for name in ("reference", "pandas"):
+        fg = group(tmp_path / f"{name}.parquet")  # date_trunc('day', ordered_at) + INTERVAL 1 DAY AS event_time
+        schema = fg.schema_for("eats", RESTAURANT)
+        assert check_transform(fg, schema) is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_batch(fg, schema, OfflineStore(tmp_path / name), None, DAY, DAY + timedelta(days=5))
+        results[name] = (
+            OfflineStore(tmp_path / name)
+            .read(schema)
+            .sort_by([("restaurant_id", "ascending"), ("event_time", "ascending")])
+        )
+    assert results["pandas"].num_rows == 8
+    assert results["pandas"].equals(results["reference"])  # the same instants, cut into the same UTC days

@@ -32,3 +32,20 @@ def test_a_batch_size_that_is_not_a_positive_whole_number_is_named(value: str) -
 def test_an_unknown_online_store_is_named() -> None:
     with pytest.raises(ValueError, match="choose sqlite or cassandra"):
         StoreSettings.from_env({"BOTTEGA_ONLINE_STORE": "redis"})
+
+
+def test_stores_built_by_hand_expand_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/feature_store.md builds them as OfflineStore("~/.bottega/offline"): no folder literally named "~"
+    from bottega.feature_store.offline.store import OfflineStore
+    from bottega.feature_store.online.sqlite import SqliteOnlineStore
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert OfflineStore("~/.bottega/offline").root == tmp_path / ".bottega" / "offline"
+    online = SqliteOnlineStore("~/.bottega/online.db")
+    try:
+        assert online.path == tmp_path / ".bottega" / "online.db"
+        assert online.path.exists()
+        assert not (tmp_path / "~").exists()
+    finally:
+        online.close()

@@ -100,12 +100,12 @@ def _bind(group: BatchFeatureGroup) -> tuple[list[str], list[str]]:
     """The source's columns and the SQL transform's output columns, bound on zero rows by DuckDB."""
     import duckdb
 
-    from bottega.feature_store.batch.duckdb_pipeline import _source_sql
+    from bottega.feature_store.batch.duckdb_pipeline import create_source_view
 
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"CREATE VIEW source AS {_source_sql(group)} LIMIT 0")
+        create_source_view(con, group, empty=True)
         columns = [row[0] for row in con.execute("DESCRIBE source").fetchall()]
         try:
             output = [row[0] for row in con.execute(f"DESCRIBE ({group.transform_sql})").fetchall()]

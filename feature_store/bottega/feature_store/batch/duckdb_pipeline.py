@@ -48,6 +48,24 @@ def _source_sql(group: BatchFeatureGroup) -> str:
     return f"SELECT * FROM read_parquet('{path}')"
 
 
+NANOSECOND_TIMESTAMPS = {"TIMESTAMPTZ_NS": "TIMESTAMPTZ", "TIMESTAMP_NS": "TIMESTAMP"}
+
+
+def create_source_view(con: Any, group: BatchFeatureGroup, *, empty: bool = False) -> None:
+    """The view `source` the transform reads: the group's file, with nanosecond timestamps (pandas writes
+    `datetime64[ns, UTC]` by default) read as microseconds, the stores' unit, so the SQL gets types DuckDB's time
+    functions take (`date_trunc` has no TIMESTAMPTZ_NS form). `empty`: no rows (to bind SQL at apply time)."""
+    raw = _source_sql(group)
+    described = con.execute(f"DESCRIBE {raw}").fetchall()
+    casts = [
+        f'CAST("{quoted}" AS {NANOSECOND_TIMESTAMPS[kind]}) AS "{quoted}"'
+        for quoted, kind in ((str(row[0]).replace('"', '""'), str(row[1])) for row in described)
+        if kind in NANOSECOND_TIMESTAMPS
+    ]
+    select = f"SELECT * REPLACE ({', '.join(casts)}) FROM ({raw})" if casts else raw
+    con.execute(f"CREATE VIEW source AS {select}{' LIMIT 0' if empty else ''}")
+
+
 def _python_transform(con: Any, group: BatchFeatureGroup) -> str:
     """Run the group's Python transform on the whole source (a pandas DataFrame); its result becomes the view
     `transformed` (a pandas DataFrame or a pyarrow Table is accepted) and the query that reads it is returned."""
@@ -127,7 +145,7 @@ def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end:
     try:
         con.execute("SET TimeZone = 'UTC'")
         try:
-            con.execute(f"CREATE VIEW source AS {_source_sql(group)}")
+            create_source_view(con, group)
             query = group.transform_sql if group.transform is None else _python_transform(con, group)
             result: Any = _in_range(_prefiltered(con, str(query), start, end).to_arrow_table(), group, start, end)
         except duckdb.Error as exc:

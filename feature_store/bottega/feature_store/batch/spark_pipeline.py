@@ -54,10 +54,37 @@ def pipeline_session(spark: Any) -> Any:
 
 
 def read_source(session: Any, group: BatchFeatureGroup) -> Any:
+    """The group's source. Spark cannot read Parquet's nanosecond timestamps (pandas' default) as timestamps: they
+    are read as longs and turned into microsecond timestamps, as the DuckDB engine reads them."""
+    from pyspark.sql import functions as F
+
     reader = session.read
     if group.source.format == "csv":
         return reader.option("header", "true").option("inferSchema", "true").csv(group.source.path)
-    return reader.parquet(group.source.path)
+    nanos = nanosecond_columns(group.source.path)
+    if not nanos:
+        return reader.parquet(group.source.path)
+    session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    frame = reader.parquet(group.source.path)
+    micros = {name: F.timestamp_micros(F.floor(F.col(f"`{name}`") / 1000)) for name in nanos}
+    naive = {name: micros[name].cast("timestamp_ntz") for name, zoned in nanos.items() if not zoned}
+    return frame.withColumns({**micros, **naive})
+
+
+def nanosecond_columns(path: str) -> dict[str, bool]:
+    """The Parquet source's nanosecond timestamp columns (name -> has a time zone); empty when its schema cannot be
+    read from here (a URL that only the cluster reaches: Spark then reads it as it is)."""
+    import glob
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    paths = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
+    try:
+        schema = ds.dataset(paths if len(paths) > 1 else paths[0], format="parquet").schema
+    except (OSError, ValueError, IndexError, pa.ArrowException):
+        return {}
+    return {f.name: f.type.tz is not None for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"}
 
 
 def transformed(session: Any, group: BatchFeatureGroup) -> Any:

@@ -29,7 +29,7 @@ ARROW_TYPES = {"int": "int64", "float": "float64", "string": "string", "bool": "
 class OfflineStore:
     def __init__(self, root: str | Path) -> None:
         require("pyarrow", "spark")
-        self.root = Path(root)
+        self.root = Path(root).expanduser()  # "~/.bottega/offline" as the docs write it
 
     def group_dir(self, schema: GroupSchema) -> Path:
         return self.root / schema.table_name(limit=200)

@@ -55,7 +55,7 @@ class SqliteOnlineStore(OnlineStore):
     def __init__(self, path: str | Path, *, ttl_multiplier: float = TTL_MULTIPLIER) -> None:
         super().__init__()
         self.ttl_multiplier = check_ttl_multiplier(ttl_multiplier)  # older values read as MISSING (expired)
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
