@@ -35,6 +35,10 @@ class Prediction:
     """per row: store feature -> FRESH / STALE / MISSING / DEFAULT."""
     as_of: str | None = None
     """set on a replay: the store features were joined from the offline store at this time (ISO-8601)."""
+    classes: list[Any] | None = None
+    """multiclass models that name their classes: the class labels, in the order of each row's probabilities."""
+    predicted_classes: list[Any] | None = None
+    """multiclass models that name their classes: per row, the label of the most probable class."""
 
 
 class PredictionClient:
@@ -88,6 +92,8 @@ class PredictionClient:
             predictions=list(body["predictions"]),
             feature_status=list(body["feature_status"]),
             as_of=body.get("as_of"),
+            classes=body.get("classes"),
+            predicted_classes=body.get("predicted_classes"),
         )
 
     def ready(self) -> dict[str, Any]:

@@ -288,6 +288,9 @@ class ServingApp:
         }
         if as_of is not None:
             response["as_of"] = as_of.isoformat()  # a replay: store features from the offline store at this time
+        if model.classes:  # multiclass: the labels of the probabilities, and each row's most probable one
+            response["classes"] = model.classes
+            response["predicted_classes"] = [model.classes[row.index(max(row))] for row in predictions]
         out_headers = [
             *JSON,
             (b"x-bottega-version", model.label.encode()),

@@ -45,6 +45,8 @@ class LoadedModel:
     """`probability` (binary), `probabilities` (multiclass), `prediction` (regression or custom)."""
     blocking: bool = False
     """True when `predict` does I/O (custom Python models): the service calls it off the event loop."""
+    classes: tuple[Any, ...] = ()
+    """a multiclass model's class labels (its signature's), in the order of its probabilities."""
 
     @property
     def key(self) -> ModelKey:

@@ -21,6 +21,7 @@ import httpx
 
 from bottega.core.errors import Unavailable
 from bottega.serving.routing import LoadedModel, ModelKey, Route, ServingState
+from bottega.serving.runtimes.base import signature_classes
 
 if TYPE_CHECKING:
     from bottega.api.deployments.schemas import WatchChange
@@ -96,6 +97,7 @@ class Loader:
             signature=signature,
             output_kind=output_kind(signature),
             blocking=runtime.flavor == "python",
+            classes=signature_classes(signature) if output_kind(signature) == "probabilities" else (),
         )
 
     def route(self, change: WatchChange) -> Route:

@@ -120,3 +120,18 @@ def test_stream_freshness(
     assert result["freshness"]["n"] == 450 // stream.PROBE_EVERY
     assert 0 < result["freshness"]["p50_ms"] <= result["freshness"]["p99_ms"] < 30_000
     assert result["processor"]["consumed"] == 450 + 50  # the warm-up events too
+
+
+def test_backfill_benchmark(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        backfill = importlib.import_module("fsbench.backfill")
+    finally:
+        sys.path.remove(str(BENCH))
+    result = backfill.run(tmp_path, rows=2_000, spans=(10, 400), repeats=1)
+    short, long = result["spans"]
+    assert (short["days"], long["days"]) == (10, 400)
+    assert long["daily_files"] > 350  # the day-per-bucket layout it is compared with (a few days have no rows)
+    assert long["files"] <= 3  # 2006 and early 2007: thin history, a bucket per past year
+    assert set(result["ratios"]) >= {"backfill_400d_vs_10d", "backfill_vs_floor", "bytes_vs_one_file"}
+    assert all(value > 0 for value in result["ratios"].values())

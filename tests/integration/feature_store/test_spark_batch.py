@@ -160,7 +160,7 @@ def test_spark_equals_duckdb_offline_and_online(spark: Any, cassandra: Cassandra
         want = offline_rows(duck_offline, schema)
         assert_same_rows(offline_rows(spark_offline, schema), want)
         assert {r["event_time"] for r in want} == {DAY + timedelta(days=d) for d in range(1, 6)}
-        # the same store layout: one folder per event date, files named part-<time>-<id>.parquet
+        # the same store layout: the same buckets (sparse rows: a month each), files named part-<time>-<id>.parquet
         layout = sorted(p.relative_to(spark_offline.group_dir(schema)).parent for p in _files(spark_offline, schema))
         assert layout == sorted(
             p.relative_to(duck_offline.group_dir(schema)).parent for p in _files(duck_offline, schema)
@@ -178,7 +178,7 @@ def test_spark_equals_duckdb_offline_and_online(spark: Any, cassandra: Cassandra
 
 
 def _files(offline: OfflineStore, schema: GroupSchema) -> list[Path]:
-    return sorted(offline.group_dir(schema).glob("event_date=*/*.parquet"))
+    return offline.files(schema)
 
 
 def test_incremental_idempotent_and_shared_with_duckdb(spark: Any, tmp_path: Path) -> None:
@@ -314,3 +314,25 @@ def test_pandas_nanosecond_sources_read_as_duckdb_reads_them(spark: Any, tmp_pat
     assert_same_rows(
         offline_rows(OfflineStore(tmp_path / "spark"), schema), offline_rows(OfflineStore(tmp_path / "duckdb"), schema)
     )
+
+
+@pytest.mark.parametrize("dense", [None, 3])
+def test_both_engines_choose_the_same_buckets(spark: Any, tmp_path: Path, dense: int | None) -> None:
+    """Sparse months become one month bucket, dense ones day buckets, on both engines; a later run of another
+    density keeps the buckets a month already has; the rows stay equal."""
+    write_orders(tmp_path / "orders.parquet", seed=3, days=6, restaurants=7)
+    group = make_group(tmp_path / "orders.parquet")
+    schema = group.schema_for("eats", RESTAURANT)
+    options: dict[str, Any] = {"dense_rows_per_day": dense} if dense else {}
+    stores = {name: OfflineStore(tmp_path / name, **options) for name in ("duckdb", "spark")}
+    end = DAY + timedelta(days=7)
+    run_batch(group, schema, stores["duckdb"], None, DAY, DAY + timedelta(days=3))
+    run_batch_spark(spark, group, schema, stores["spark"], None, DAY, DAY + timedelta(days=3))
+    run_batch(group, schema, stores["duckdb"], None, DAY + timedelta(days=2), end)
+    run_batch_spark(spark, group, schema, stores["spark"], None, DAY + timedelta(days=2), end)
+    buckets = {n: sorted(f.parent.name for f in s.files(schema)) for n, s in stores.items()}
+    assert buckets["duckdb"] == buckets["spark"]
+    kinds = {b.split("=")[0] for b in buckets["duckdb"]}
+    assert kinds == {"event_date"} if dense else kinds <= {"event_month", "event_year"}  # ~7 rows a day
+    assert len(set(buckets["duckdb"])) == len(buckets["duckdb"])  # one file per bucket
+    assert_same_rows(offline_rows(stores["spark"], schema), offline_rows(stores["duckdb"], schema))

@@ -106,6 +106,7 @@ def generate(root: Path) -> tuple[Path, Path]:
             "x5": x[:, 5],
             "label": (y == 0).astype(np.int64),
             "kind": np.array(["a", "b", "c"])[y],
+            "stars": np.array([0.5, 1.0, 1.5])[y],  # a multiclass label of numbers, as a rating is
             "amount": np.nan_to_num(x @ weights) * 10.0 + 50.0,
         }
     )
@@ -245,6 +246,9 @@ def test_multiclass_and_regression(world: World) -> None:
     assert version.flavor == "onnx"
     assert version.evaluation["onnx"]["max_abs_diff"] <= 1e-5
 
+    assert version.signature.outputs[0].classes == ["a", "b", "c"]
+    assert version.evaluation["dataset"]["classes"] == ["a", "b", "c"]
+
     spec = world.spec(model_name="amount", gates=["r2 >= 0.5"])
     spec["dataset"] = {**spec["dataset"], "label_column": "amount"}
     spec["model"] = {**spec["model"], "task": "regression", "num_boost_round": 60}
@@ -336,3 +340,35 @@ def test_duplicate_labels_tag_metrics_and_error_policy(world: World, tmp_path: P
     with pytest.raises(InvalidInput, match="50 exact duplicate rows and 10 conflicting rows"):
         train(world.sdk, spec)
     assert world.sdk.runs.list("shop", limit=200).total == before
+
+
+def test_numeric_classes_keep_their_type_on_the_version_and_in_batch_scores(world: World, tmp_path: Path) -> None:
+    """A rating label (0.5, 1.0, 1.5): the version stores the classes as numbers, and batch scoring writes the
+    predicted class as that number plus one probability column per class."""
+    from bottega.serving.batch.local import score_local
+    from bottega.serving.batch.plan import ScoreRequest
+    from bottega.serving.runtimes.loader import ArtifactCache
+
+    spec = world.spec(model_name="stars", gates=["accuracy >= 0.6"])
+    spec["dataset"] = {**spec["dataset"], "label_column": "stars"}
+    spec["model"] = {**spec["model"], "task": "multiclass"}
+    result = train(world.sdk, spec)
+    version = world.sdk.models.get_version("shop", "stars", result.version)
+    classes = version.signature.outputs[0].classes
+    assert classes == [0.5, 1.0, 1.5]
+    assert all(isinstance(c, float) for c in classes or [])
+    assert version.evaluation["dataset"]["classes"] == [0.5, 1.0, 1.5]
+    out = tmp_path / "scores.parquet"
+    request = ScoreRequest(
+        project="shop", model="stars", version=result.version, input=str(world.labels), output=str(out),
+        offline_root=str(world.offline), keep=("customer_id", "stars"),
+    )  # fmt: skip
+    score_local(world.sdk, request, ArtifactCache(tmp_path / "cache", world.sdk))
+    table = pq.read_table(out)
+    assert table.schema.field("predicted_class").type == pa.float64()
+    probabilities = np.array(table.column("probabilities").to_pylist())
+    assert table.column("predicted_class").to_pylist() == [[0.5, 1.0, 1.5][i] for i in probabilities.argmax(axis=1)]
+    for j, name in enumerate(("probability_0.5", "probability_1.0", "probability_1.5")):
+        assert np.allclose(table.column(name).to_numpy(), probabilities[:, j])
+    hits = np.mean(np.array(table.column("predicted_class").to_pylist()) == np.array(table.column("stars").to_pylist()))
+    assert hits > 0.6  # the predicted class is the label value, comparable with the label as it is

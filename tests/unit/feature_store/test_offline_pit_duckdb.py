@@ -96,7 +96,16 @@ def test_late_data_and_ties(store: OfflineStore) -> None:
     assert out["restaurant_stats__prep_time"] == [1.0, 7.0, 8.0]
 
 
-def test_upsert_is_idempotent_and_replaces(store: OfflineStore) -> None:
+@pytest.mark.parametrize(
+    ("dense", "buckets"),
+    [
+        (None, ["event_month=2026-11"]),  # a row a day: one month bucket
+        (1, ["event_date=2026-11-01", "event_date=2026-11-02", "event_date=2026-11-03"]),
+    ],
+)
+def test_upsert_is_idempotent_and_replaces(tmp_path: Path, dense: int | None, buckets: list[str]) -> None:
+    options = {"dense_rows_per_day": dense} if dense else {}
+    store = OfflineStore(tmp_path / "offline", clock=lambda: datetime(2026, 12, 7, tzinfo=UTC), **options)
     batch = stats([1, 2, 3], [0, 30, 60], [1.0, 2.0, 3.0])
     store.upsert(STATS, batch)
     store.upsert(STATS, batch)
@@ -105,8 +114,9 @@ def test_upsert_is_idempotent_and_replaces(store: OfflineStore) -> None:
     store.upsert(STATS, stats([2], [30], [20.0]))
     second = store.read(STATS).sort_by([("restaurant_id", "ascending")])
     assert second.column("prep_time").to_pylist() == [1.0, 20.0, 3.0]
-    partitions = sorted(p.name for p in store.group_dir(STATS).iterdir())
-    assert partitions == ["event_date=2026-11-01", "event_date=2026-11-02", "event_date=2026-11-03"]
+    assert sorted(p.name for p in store.group_dir(STATS).iterdir()) == buckets
+    assert [f.parent.name for f in store.files(STATS)] == buckets  # one file per bucket
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
 def test_composite_keys_and_two_groups(store: OfflineStore) -> None:

@@ -75,3 +75,32 @@ def test_a_failing_shadow_is_counted_apart_and_never_answers(tmp_path: Path) -> 
     errors = app.metrics.errors
     assert errors.labels("eta", "shadow-error")._value.get() == 1
     assert errors.labels("eta", "model-error")._value.get() == 0
+
+
+def test_a_multiclass_answer_names_the_classes_and_each_rows_most_probable(tmp_path: Path) -> None:
+    """The signature's classes (in the label's own type) come back with the probabilities, and per row the label of
+    the most probable class; a signature without classes answers as before."""
+    model = train_tiny("multiclass")
+    files = write_tree_files(model, tmp_path / "v1")
+    rows = [{f"f{i}": float(v) for i, v in enumerate(np.nan_to_num(r))} for r in model.features[:8]]
+    bodies = {}
+    for named in (True, False):
+        sig = signature("multiclass", model.n_features)
+        if named:
+            sig["outputs"][0]["classes"] = [0.5, 1.0, 1.5]
+        runtime = OnnxRuntime(files["model.onnx"], task="multiclass", signature=sig)
+        served = LoadedModel("p", "eta", 1, runtime, FeaturePlan.build(sig, None, {}), sig, "probabilities",
+                             classes=(0.5, 1.0, 1.5) if named else ())  # fmt: skip
+        app = ServingApp(ServingSettings())
+        app.metrics = ServingMetrics()
+        app.joiner = FeatureJoiner(None, timeout_s=0.05)
+        app.state = ServingState.of({("p", "eta"): Route("p", "eta", 1, (served,), (100,))}, 1)
+        status, bodies[named] = call(app, json.dumps({"instances": rows}).encode())
+        assert status == 200
+    body = bodies[True]
+    assert body["classes"] == [0.5, 1.0, 1.5]
+    expected = [[0.5, 1.0, 1.5][int(np.argmax(p))] for p in body["predictions"]]
+    assert body["predicted_classes"] == expected
+    assert len(set(expected)) > 1  # the rows do not all land in one class
+    assert "classes" not in bodies[False]
+    assert "predicted_classes" not in bodies[False]

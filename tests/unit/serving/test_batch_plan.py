@@ -206,3 +206,31 @@ def test_params_name_a_deployment_or_everything() -> None:
     with pytest.raises(ValidationError, match="chunk_size"):
         BatchScoreParams(deployment="d", chunk_size=0)
     assert Options.model_validate({"engine": "spark", "batch_size": 5}).engine == "spark", "other keys are ignored"
+
+
+@pytest.mark.parametrize("classes", [[0.5, 1.0, 1.5], ["low", "mid", "high"], [3, 7, 9]])
+def test_a_multiclass_output_names_its_classes(classes: list[Any]) -> None:
+    """predicted_class in the label's own type and one probability column per class, after the list column."""
+    sig = {"inputs": [{"name": "x0", "type": "float64"}], "outputs": [
+        {"name": "probabilities", "type": "float64", "shape": [3], "classes": classes}
+    ]}  # fmt: skip
+    made = build_plan(request(), sig, None, {"x0": "number", "id": "number"}, prediction="vector")
+    names = ("predicted_class", *(f"probability_{c}" for c in classes))
+    assert made.output_columns == ("id", "probabilities", *names, "model", "version", "scored_at")
+    probabilities = np.array([[0.2, 0.5, 0.3], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    source = pa.table({"id": [1, 2, 3], "x0": [0.0, 1.0, 2.0]})
+    table = output_table(source, probabilities, made, datetime(2026, 12, 7, tzinfo=UTC))
+    assert table.column("predicted_class").to_pylist() == [classes[1], classes[0], classes[2]]
+    assert table.schema.field("predicted_class").type == pa.array(classes).type
+    assert table.column(f"probability_{classes[2]}").to_pylist() == [0.3, 0.1, 0.8]
+    clash: dict[str, ColumnKind] = {"x0": "number", f"probability_{classes[0]}": "number"}
+    with pytest.raises(BatchInputError, match=f"'probability_{classes[0]}' would be overwritten"):
+        build_plan(request(keep=(f"probability_{classes[0]}",)), sig, None, clash, prediction="vector")
+
+
+def test_a_multiclass_signature_without_classes_writes_the_list_only() -> None:
+    sig = {"inputs": [{"name": "x0", "type": "float64"}], "outputs": [
+        {"name": "probabilities", "type": "float64", "shape": [3]}
+    ]}  # fmt: skip
+    made = build_plan(request(), sig, None, {"x0": "number"}, prediction="vector")
+    assert made.output_columns == ("probabilities", "model", "version", "scored_at")

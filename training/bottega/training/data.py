@@ -56,8 +56,16 @@ class TrainingData:
             "label_duplicate_rows": self.duplicates.duplicate_rows if self.duplicates else None,
             "label_conflicting_rows": self.duplicates.conflicting_rows if self.duplicates else None,
             "features": list(self.feature_names),
-            "classes": [str(c) for c in self.classes] if self.classes is not None else None,
+            "classes": class_labels(self.classes),
         }
+
+
+def class_labels(classes: list[Any] | None) -> list[Any] | None:
+    """The classes as JSON values in the label's own type (ints stay ints, strings strings, booleans booleans);
+    other types (dates, decimals) as their text."""
+    if classes is None:
+        return None
+    return [c if isinstance(c, bool | int | float | str) else str(c) for c in classes]
 
 
 def signature_type(dtype: pa.DataType) -> str | None:

@@ -153,7 +153,10 @@ def signature(spec: TrainingSpec, data: TrainingData) -> dict[str, Any]:
     if task == "binary":
         outputs: list[dict[str, Any]] = [{"name": "probability", "type": "float64"}]
     elif task == "multiclass":
-        outputs = [{"name": "probabilities", "type": "float64", "shape": [len(data.classes or [])]}]
+        from bottega.training.data import class_labels
+
+        classes = class_labels(data.classes) or []
+        outputs = [{"name": "probabilities", "type": "float64", "shape": [len(classes)], "classes": classes}]
     else:
         outputs = [{"name": "prediction", "type": "float64"}]
     return {

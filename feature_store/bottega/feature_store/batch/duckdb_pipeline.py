@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bottega.feature_store import duck
 from bottega.feature_store.batch.checks import DtypeMismatch, check_dtypes
 from bottega.feature_store.definitions import BatchFeatureGroup
 from bottega.feature_store.offline.store import OfflineStore
@@ -134,24 +135,21 @@ def _prefiltered(con: Any, query: str, start: datetime, end: datetime) -> Any:
     )
 
 
-def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end: datetime) -> Any:
-    """The transform's rows for `[start, end)` as a pyarrow Table, checked against the group's schema."""
+def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end: datetime, *, con: Any = None) -> Any:
+    """The transform's rows for `[start, end)` as a pyarrow Table, checked against the group's schema (`con`: a
+    UTC DuckDB session to run in, see `feature_store.duck`; one of its own otherwise)."""
     import duckdb
 
     start, end = as_utc(start), as_utc(end)
     if start >= end:
         raise PipelineError(f"empty time range: start {start} is not before end {end}")
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
+    with duck.session(con) as db:
         try:
-            create_source_view(con, group)
-            query = group.transform_sql if group.transform is None else _python_transform(con, group)
-            result: Any = _in_range(_prefiltered(con, str(query), start, end).to_arrow_table(), group, start, end)
+            create_source_view(db, group)
+            query = group.transform_sql if group.transform is None else _python_transform(db, group)
+            result: Any = _in_range(_prefiltered(db, str(query), start, end).to_arrow_table(), group, start, end)
         except duckdb.Error as exc:
             raise PipelineError(f"feature group {group.name!r}: the source or transform failed: {exc}") from exc
-    finally:
-        con.close()
     needed = [*schema.key_names, "event_time", *(n for n, _ in schema.features)]
     missing = [c for c in needed if c not in result.column_names]
     if missing:
@@ -191,14 +189,15 @@ def run_batch(
     progress: Progress | None = None,
 ) -> BatchResult:
     report = progress or (lambda _stage, _n: None)
-    table = compute(group, schema, start, end)
-    report("computed", table.num_rows)
-    try:
-        check_dtypes(group.name, schema, table)
-    except DtypeMismatch as exc:
-        raise PipelineError(str(exc)) from exc
-    conformed = offline.conform(schema, table)
-    offline.upsert(schema, conformed)
+    with duck.session() as con:  # one DuckDB session for the transform and the offline write
+        table = compute(group, schema, start, end, con=con)
+        report("computed", table.num_rows)
+        try:
+            check_dtypes(group.name, schema, table)
+        except DtypeMismatch as exc:
+            raise PipelineError(str(exc)) from exc
+        conformed = offline.conform(schema, table)
+        offline.upsert(schema, conformed, con=con)
     report("offline", conformed.num_rows)
     written = 0
     if group.online and online is not None and conformed.num_rows:

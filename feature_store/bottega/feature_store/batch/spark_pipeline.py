@@ -7,10 +7,10 @@
    `package.module:function` is called with the source as a PySpark DataFrame and must return one;
 2. its rows with `start <= event_time < end` are checked (join keys, a timezone-aware `event_time`, every declared
    feature) and cast to the group's types;
-3. they are upserted into the offline store by Spark (`upsert_offline`): each touched `event_date` partition is
-   merged with its stored rows (new rows win on (entity keys, event_time)), written by Spark and swapped into
-   place, with the store's file names, so the DuckDB engine, the training-set joins and this engine share the
-   same files; re-running a range changes nothing;
+3. they are upserted into the offline store by Spark (`upsert_offline`): each touched bucket (a day or a month,
+   as `OfflineStore` decides) is merged with its stored rows (new rows win on (entity keys, event_time)), written
+   by Spark and swapped into place, with the store's file names, so the DuckDB engine, the training-set joins and
+   this engine share the same files; re-running a range changes nothing;
 4. when the group is online, the latest row per entity is streamed to the driver in chunks and written to the
    online store (an older event never replaces a newer one there).
 
@@ -22,7 +22,6 @@ last one in Spark's row order.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -32,6 +31,7 @@ from typing import Any
 from bottega.core.extras import require
 from bottega.feature_store.batch.duckdb_pipeline import BatchResult, PipelineError, Progress
 from bottega.feature_store.definitions import BatchFeatureGroup
+from bottega.feature_store.offline.buckets import dir_name as bucket_dir_name
 from bottega.feature_store.offline.pit_spark import SPARK_TYPES
 from bottega.feature_store.offline.store import OfflineStore
 from bottega.feature_store.online.base import OnlineStore, as_utc
@@ -173,9 +173,10 @@ def _stored_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
 
 
-def upsert_offline(offline: OfflineStore, schema: GroupSchema, rows: Any) -> int:
+def upsert_offline(offline: OfflineStore, schema: GroupSchema, rows: Any, *, new_periods: bool = True) -> int:
     """Upsert typed rows (keys, features, event_time) into the offline store with Spark; the number of distinct
-    (entity keys, event_time) rows written. Same result and layout as `OfflineStore.upsert`."""
+    (entity keys, event_time) rows written. Same result and layout as `OfflineStore.upsert` (the same buckets:
+    `OfflineStore.plan` decides on the same per-day counts); `new_periods=False` keeps new periods in day buckets."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -183,15 +184,23 @@ def upsert_offline(offline: OfflineStore, schema: GroupSchema, rows: Any) -> int
     keys = [*schema.key_names, "event_time"]
     columns = [*schema.key_names, *(n for n, _ in schema.features), "event_time"]
     day = F.date_format(F.col("event_time"), "yyyy-MM-dd")
-    touched = rows.groupBy(day.alias("day")).agg(F.count_distinct(*keys).alias("n")).collect()
-    dates = sorted(r["day"] for r in touched if r["day"] is not None)
-    if not dates:
+    counted = rows.groupBy(day.alias("day")).agg(F.count("*").alias("rows"), F.count_distinct(*keys).alias("n"))
+    touched = [r for r in counted.collect() if r["day"]]
+    if not touched:
         return 0
+    plan = offline.plan(schema, {r["day"]: int(r["rows"]) for r in touched}, new_periods=new_periods)
+    year, month = F.date_format(F.col("event_time"), "yyyy"), F.date_format(F.col("event_time"), "yyyy-MM")
+    label = (
+        F.when(year.isin(sorted(plan.years)), F.concat(F.lit("y"), year))
+        .when(month.isin(sorted(plan.months)), F.concat(F.lit("m"), month))
+        .otherwise(F.concat(F.lit("d"), day))
+    )
+    labels = sorted({plan.label(r["day"]) for r in touched})
     group_dir = offline.group_dir(schema)
     new = rows.select(*columns).withColumns(
         {"__src": F.lit(1), "__ord": F.monotonically_increasing_id(), "__file": F.lit(None).cast("string")}
     )
-    old_files = [str(f) for d in dates for f in _stored_files(group_dir / f"event_date={d}")]
+    old_files = [str(f) for b in labels for f in _stored_files(group_dir / bucket_dir_name(b))]
     merged = new
     if old_files:
         old = spark.read.parquet(*old_files).select(
@@ -205,31 +214,18 @@ def upsert_offline(offline: OfflineStore, schema: GroupSchema, rows: Any) -> int
     result = (
         merged.withColumn("__n", F.row_number().over(newest))
         .where("__n = 1")
-        .select(*columns, day.alias("event_date"))
-        .repartition("event_date")
+        .select(*columns, label.alias("bucket"))
+        .repartition("bucket")
         .sortWithinPartitions(*keys)
     )
     staging = group_dir.parent / f".{group_dir.name}.spark-{uuid.uuid4().hex[:8]}"
     try:
-        result.write.mode("overwrite").partitionBy("event_date").parquet(str(staging))
-        for date in dates:
-            _swap_partition(staging / f"event_date={date}", group_dir / f"event_date={date}")
+        result.write.mode("overwrite").partitionBy("bucket").parquet(str(staging))
+        for b in labels:
+            offline.swap_in(staging / f"bucket={b}", group_dir / bucket_dir_name(b))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return sum(int(r["n"]) for r in touched if r["day"] is not None)
-
-
-def _swap_partition(written: Path, directory: Path) -> None:
-    """Replace a partition folder by Spark's files for it, renamed the store's way, in one rename."""
-    staged = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}")
-    staged.mkdir(parents=True)
-    for part in sorted(written.glob("*.parquet")):
-        part.rename(staged / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
-    retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-    if directory.exists():
-        directory.rename(retired)
-    staged.rename(directory)
-    shutil.rmtree(retired, ignore_errors=True)
+    return sum(int(r["n"]) for r in touched)
 
 
 def latest_per_entity(schema: GroupSchema, rows: Any) -> Any:

@@ -59,7 +59,7 @@ def _feature_rows(spark: Any, store: OfflineStore, schema: GroupSchema) -> Any:
 
     if not store.has_data(schema):
         return spark.createDataFrame(store.read(schema).to_pandas(), schema=_ddl(schema))
-    raw = spark.read.option("basePath", str(store.group_dir(schema))).parquet(store.files_glob(schema))
+    raw = spark.read.parquet(*(str(f) for f in store.files(schema)))  # day and month buckets: no partition columns
     keys = [*schema.key_names, "event_time"]
     latest_file = Window.partitionBy(*keys).orderBy(F.col("__file").desc())
     rows = raw.withColumn("__file", F.input_file_name()).withColumn("__n", F.row_number().over(latest_file))

@@ -1,13 +1,18 @@
-"""Parquet per feature group under `<root>/<group table>/event_date=YYYY-MM-DD/part-<time>-<uuid>.parquet`.
+"""Parquet per feature group, in buckets by event time: `<root>/<group table>/<bucket>/part-<time>-<uuid>.parquet`.
 
-`append` adds files (cheap: what the streaming pipeline does per batch); `upsert` rewrites the touched date
-partitions so that each (entity keys, event_time) appears once, the new row winning: running the same upsert twice
-changes nothing (what batch pipelines do). Within one batch, duplicates keep their last occurrence. Files are named
-with a time-sortable prefix and readers (`read`, the point-in-time joins) take the latest-written row of each
-(entity keys, event_time), so appending a correction or re-appending a batch never changes what is read.
-`compact` folds a partition's files into one with those same rows, keeping the file count of appended partitions
-small; it is safe beside appends (see there) and beside another compaction (a lock file per group: the second one
-skips).
+A bucket is a day (`event_date=YYYY-MM-DD`), a month (`event_month=YYYY-MM`) or a past year (`event_year=YYYY`),
+sized by the density of the rows that create it (`offline.buckets`), so a backfill of years of thin history writes
+a few files and costs what its rows cost, not what its days cost; dense data, streamed rows and data written before
+months and years existed stay in day buckets.
+
+`append` adds files (cheap: what the streaming pipeline does per batch); `upsert` merges the touched buckets with
+the new rows in one DuckDB query and one partitioned write, so that each (entity keys, event_time) appears once, the
+new row winning: running the same upsert twice changes nothing (what batch pipelines do). Within one batch,
+duplicates keep their last occurrence. Files are named with a time-sortable prefix and readers (`read`, the
+point-in-time joins) take the latest-written row of each (entity keys, event_time), so appending a correction or
+re-appending a batch never changes what is read. `compact` folds a bucket's files into one with those same rows,
+keeping the file count of appended buckets small; it is safe beside appends (see there) and beside another
+compaction (a lock file per group: the second one skips).
 """
 
 from __future__ import annotations
@@ -15,42 +20,80 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bottega.core.extras import require
+from bottega.feature_store import duck
+from bottega.feature_store.offline import buckets
 from bottega.feature_store.types import GroupSchema, ValueType
 
 ARROW_TYPES = {"int": "int64", "float": "float64", "string": "string", "bool": "bool"}
 
 
 class OfflineStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        dense_rows_per_day: int = buckets.DENSE_ROWS_PER_DAY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         require("pyarrow", "spark")
         self.root = Path(root).expanduser()  # "~/.bottega/offline" as the docs write it
+        self.dense_rows_per_day = dense_rows_per_day
+        self.clock = clock  # which years are past (only those become year buckets)
 
     def group_dir(self, schema: GroupSchema) -> Path:
         return self.root / schema.table_name(limit=200)
 
     def files_glob(self, schema: GroupSchema) -> str:
-        return str(self.group_dir(schema) / "event_date=*" / "*.parquet")
+        return str(self.group_dir(schema) / "event_*=*" / "*.parquet")
 
     def has_data(self, schema: GroupSchema) -> bool:
-        return any(self.group_dir(schema).glob("event_date=*/*.parquet"))
+        return any(self.group_dir(schema).glob("event_*=*/*.parquet"))
 
     def files(self, schema: GroupSchema) -> list[Path]:
-        """The group's data files now, sorted (by partition, then write order)."""
-        return sorted(self.group_dir(schema).glob("event_date=*/*.parquet"))
+        """The group's data files now, sorted (by bucket, then write order)."""
+        return sorted(self.group_dir(schema).glob("event_*=*/*.parquet"))
+
+    def bucket_dirs(self, schema: GroupSchema) -> list[Path]:
+        return sorted(self.group_dir(schema).glob("event_*=*"))
 
     @staticmethod
     def unique_files(files: list[Path]) -> bool:
-        """Whether these files hold each (entity keys, event_time) at most once: true when no date partition has
-        more than one of them, since every file is written without such duplicates (`append` de-duplicates its
-        batch, `upsert` and `compact` their partition) and a key's rows at one time share a partition."""
+        """Whether these files hold each (entity keys, event_time) at most once: true when no bucket has more than
+        one of them and no period has buckets of two sizes, since every file is written without such duplicates
+        (`append` de-duplicates its batch, `upsert` and `compact` their bucket) and a key's rows at one time share
+        a bucket."""
         parents = [f.parent for f in files]
-        return len(set(parents)) == len(parents)
+        return len(set(parents)) == len(parents) and not buckets.overlapping(p.name for p in parents)
+
+    def plan(self, schema: GroupSchema, days: dict[str, int], *, new_periods: bool = True) -> buckets.Plan:
+        """The buckets of rows touching `days` (`YYYY-MM-DD` -> rows): see `offline.buckets`. `new_periods=False`
+        puts rows of periods without a bucket in day buckets (streamed rows)."""
+        return buckets.plan(
+            (p.name for p in self.bucket_dirs(schema)),
+            days,
+            dense_rows_per_day=self.dense_rows_per_day,
+            current_year=f"{self.clock():%Y}",
+            new_periods=new_periods,
+        )
+
+    def swap_in(self, written: Path, directory: Path) -> None:
+        """Replace the bucket `directory` by the files of `written` (renamed the store's way), in one rename."""
+        staged = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}")
+        staged.mkdir(parents=True)
+        for part in sorted(written.glob("*.parquet")):
+            part.rename(staged / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
+        retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
+        if directory.exists():
+            directory.rename(retired)
+        staged.rename(directory)
+        shutil.rmtree(retired, ignore_errors=True)
 
     def conform(self, schema: GroupSchema, table: Any) -> Any:
         """The rows as a pyarrow Table with the group's columns and types, event_time in UTC microseconds."""
@@ -85,13 +128,18 @@ class OfflineStore:
         pq.write_table(table, tmp)
         tmp.rename(directory / name)
 
-    def _by_date(self, table: Any) -> dict[str, Any]:
+    def _by_bucket(self, schema: GroupSchema, table: Any) -> dict[str, Any]:
+        """The rows by bucket folder name: the year's or month's bucket where one exists, else the day's."""
         import pyarrow.compute as pc
 
-        dates = pc.strftime(table.column("event_time"), format="%Y-%m-%d")
-        out = {}
-        for day in sorted(set(dates.to_pylist())):
-            out[day] = table.filter(pc.equal(dates, day))
+        days = pc.strftime(table.column("event_time"), format="%Y-%m-%d")
+        distinct = sorted(set(days.unique().to_pylist()))
+        plan = self.plan(schema, dict.fromkeys(distinct, 0), new_periods=False)
+        out: dict[str, Any] = {}
+        for day in distinct:
+            name = buckets.dir_name(plan.label(day))
+            part = table.filter(pc.equal(days, day))
+            out[name] = pa_concat(out[name], part) if name in out else part
         return out
 
     def dedupe(self, schema: GroupSchema, table: Any) -> Any:
@@ -116,45 +164,70 @@ class OfflineStore:
         table = self.conform(schema, rows)
         if not unique:
             table = self.dedupe(schema, table)
-        for day, part in self._by_date(table).items():
-            self._write_partition(part, self.group_dir(schema) / f"event_date={day}")
+        for name, part in self._by_bucket(schema, table).items():
+            self._write_partition(part, self.group_dir(schema) / name)
         return int(table.num_rows)
 
-    def upsert(self, schema: GroupSchema, rows: Any) -> int:
-        """Write rows so that (entity keys, event_time) stays unique; new rows replace old ones."""
-        import duckdb
-        import pyarrow.parquet as pq
+    def upsert(self, schema: GroupSchema, rows: Any, *, new_periods: bool = True, con: Any = None) -> int:
+        """Write rows so that (entity keys, event_time) stays unique; new rows replace old ones (within the rows,
+        the last occurrence wins). One DuckDB query merges the new rows with the stored rows of the buckets they
+        touch and one partitioned COPY writes the result, each bucket then swapped into place: a backfill of years
+        costs its rows, not its days. `new_periods=False` keeps new periods in day buckets (streamed rows); `con`:
+        a UTC DuckDB session to run in (`feature_store.duck`). Returns the number of rows given."""
+        import numpy as np
+        import pyarrow as pa
 
-        table = self.dedupe(schema, self.conform(schema, rows))
-        keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
-        for day, new in self._by_date(table).items():
-            directory = self.group_dir(schema) / f"event_date={day}"
-            old_files = sorted(directory.glob("*.parquet"))
-            con = duckdb.connect()
+        table = self.conform(schema, rows)
+        if not table.num_rows:
+            return 0
+        with duck.session(con) as db:
+            db.register("new_rows", table.append_column("__i", pa.array(np.arange(table.num_rows))))
             try:
-                con.register("new_rows", new)
-                sources = ["SELECT *, 1 AS __src, 0 AS __ord FROM new_rows"]
-                for i, path in enumerate(old_files):
-                    con.register(f"old_{i}", pq.read_table(path))
-                    sources.append(f"SELECT *, 0 AS __src, {i + 1} AS __ord FROM old_{i}")
-                merged = con.sql(
-                    f"SELECT * EXCLUDE (__src, __ord) FROM ({' UNION ALL BY NAME '.join(sources)}) "
-                    f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __src DESC, __ord DESC) = 1 "
-                    f"ORDER BY {keys}"
-                ).to_arrow_table()
+                counted = db.sql(f"SELECT {buckets.DAY_NUMBER_SQL}, count(*) FROM new_rows GROUP BY ALL").fetchall()
+                days = {buckets.day_name(int(day)): int(n) for day, n in counted}
+                plan = self.plan(schema, days, new_periods=new_periods)
+                labels = sorted({plan.label(d) for d in days})
+                numbers, names = buckets.label_days(labels)
+                db.register("__labels", pa.table({"__day": pa.array(numbers, pa.int64()), "__bucket": names}))
+                group = self.group_dir(schema)
+                self._merge_and_write(db, schema, [group / buckets.dir_name(b) for b in labels])
             finally:
-                con.close()
-            self._replace_partition(directory, self.conform(schema, merged))
+                db.unregister("__labels")
+                db.unregister("new_rows")
         return int(table.num_rows)
 
-    def _replace_partition(self, directory: Path, table: Any) -> None:
-        staging = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}")
-        self._write_partition(table, staging)
-        retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-        if directory.exists():
-            directory.rename(retired)
-        staging.rename(directory)
-        shutil.rmtree(retired, ignore_errors=True)
+    def _merge_and_write(self, con: Any, schema: GroupSchema, touched: list[Path]) -> None:
+        """Merge `new_rows` with the stored rows of the `touched` buckets (the new row winning, the last of equal
+        new rows, then the latest-written stored one), label each row with its bucket (a join with `__labels` on
+        the day number), write every bucket in one partitioned COPY and swap each into place. New buckets from
+        rows without duplicates (a backfill's usual case) skip the de-duplication pass."""
+        columns = ", ".join(f'"{c}"' for c in [*schema.key_names, *(n for n, _ in schema.features), "event_time"])
+        keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
+        old = [f for b in touched if b.is_dir() for f in sorted(b.glob("*.parquet"))]
+        rows = "new_rows"
+        if old or con.sql(f"SELECT count(*) <> count(DISTINCT ({keys})) FROM new_rows").fetchall()[0][0]:
+            sources = [f"SELECT {columns}, 1 AS __src, __i, NULL::VARCHAR AS __file FROM new_rows"]
+            if old:
+                listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in old)
+                sources.append(
+                    f"SELECT {columns}, 0 AS __src, 0 AS __i, filename AS __file "
+                    f"FROM read_parquet([{listed}], filename = true, hive_partitioning = false)"
+                )
+            rows = (
+                f"(SELECT * FROM ({' UNION ALL BY NAME '.join(sources)}) QUALIFY "
+                f"row_number() OVER (PARTITION BY {keys} ORDER BY __src DESC, __i DESC, __file DESC) = 1)"
+            )
+        merged = f"SELECT {columns}, __bucket FROM {rows} AS t JOIN __labels ON __day = {buckets.DAY_NUMBER_SQL}"
+        group = touched[0].parent
+        staging = group.parent / f".{group.name}.upsert-{uuid.uuid4().hex[:8]}"
+        group.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target = str(staging).replace("'", "''")
+            con.execute(f"COPY ({merged}) TO '{target}' (FORMAT parquet, PARTITION_BY (__bucket))")
+            for written in sorted(staging.glob("__bucket=*")):
+                self.swap_in(written, group / buckets.dir_name(written.name.split("=", 1)[1]))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def read(self, schema: GroupSchema) -> Any:
         """The rows of a group, one per (entity keys, event_time), the latest-written winning, as a pyarrow Table
@@ -214,7 +287,7 @@ class OfflineStore:
 
         keys = ", ".join(f'"{k}"' for k in [*schema.key_names, "event_time"])
         folded = 0
-        for directory in sorted(self.group_dir(schema).glob("event_date=*")):
+        for directory in self.bucket_dirs(schema):
             files = sorted(directory.glob("*.parquet"))
             if len(files) < max(min_files, 2):
                 continue
@@ -233,6 +306,12 @@ class OfflineStore:
                 path.unlink(missing_ok=True)
             folded += len(files)
         return folded
+
+
+def pa_concat(first: Any, second: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.concat_tables([first, second])
 
 
 def _empty(schema: GroupSchema) -> Any:

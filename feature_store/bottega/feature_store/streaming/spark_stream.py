@@ -226,7 +226,7 @@ class BatchWriter:
             small = frame.where(F.col(KIND).isin("dlq", "counts")).select(KIND, DLQ_KEY, DLQ_VALUE, *COUNTERS).collect()
             features = [*self.schema.key_names, *(n for n, _ in self.schema.features)]
             rows = frame.where(F.col(KIND) == "offline").select(*features, F.timestamp_micros(TS).alias("event_time"))
-            written = upsert_offline(self.offline, self.schema, rows)
+            written = upsert_offline(self.offline, self.schema, rows, new_periods=False)  # day buckets, as the consumer
             materialized = 0
             if self.online is not None and written:
                 latest = frame.where(F.col(KIND) == "online").select(*features, F.col(TS).alias("__us"))

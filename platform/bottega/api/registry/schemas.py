@@ -19,7 +19,18 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,126}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -119,6 +130,22 @@ class SignatureField(BaseModel):
     shape: list[Annotated[int, Field(ge=-1)]] | None = Field(
         default=None, max_length=8, description="tensor shape; -1 for a dynamic dimension; null for a scalar"
     )
+    classes: list[StrictBool | StrictInt | StrictFloat | StrictStr] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="a classifier's class labels, in the label's own type, in the order of its probabilities",
+        exclude_if=lambda value: value is None,  # absent rather than null: older clients forbid unknown fields
+    )
+
+    @model_validator(mode="after")
+    def _classes_fit_the_shape(self) -> SignatureField:
+        if self.classes is None:
+            return self
+        if len(set(map(repr, self.classes))) != len(self.classes):
+            raise ValueError(f"{self.name}.classes lists a class twice")
+        if self.shape and self.shape[-1] not in (-1, len(self.classes)):
+            raise ValueError(f"{self.name}.classes has {len(self.classes)} classes but its shape is {self.shape}")
+        return self
 
 
 def _unique_names(fields: list[SignatureField], where: str) -> list[SignatureField]:

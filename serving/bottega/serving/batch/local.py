@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from bottega.serving.batch.output import column_kinds, local_path, open_input, staged_local
 from bottega.serving.batch.plan import (
     COUNTS,
+    PREDICTED_CLASS,
     BatchInputError,
     Plan,
     ScoreRequest,
     ScoreResult,
     build_plan,
+    class_type,
     matrix,
     output_table,
     prediction_kind,
@@ -107,6 +109,9 @@ def _empty(plan: Plan, schema: Any) -> pa.Table:
 
     fields = [schema.field(name) for name in plan.keep]
     fields.append(pa.field(plan.prediction_column, prediction_type(plan.prediction)))
+    if plan.classes:
+        fields.append(pa.field(PREDICTED_CLASS, class_type(plan.classes)))
+        fields += [pa.field(name, pa.float64()) for name in plan.class_columns[1:]]
     if plan.store_refs:
         fields += [pa.field(name, pa.int32()) for name in COUNTS]
     fields += [pa.field("model", pa.string()), pa.field("version", pa.int64())]

@@ -9,7 +9,8 @@ before anything is written, and named (`BatchInputError`).
 Output rows: the kept input columns, the prediction column, then `model`, `version` and `scored_at`. The prediction
 column is named after the signature's single output (`probability`, `probabilities`, `prediction`), else
 `prediction`; a multiclass model writes a list of class probabilities, a custom Python model the JSON text of each
-value.
+value. A multiclass model whose signature names its classes also writes `predicted_class` (the most probable class,
+as a label value of the label's own type) and one `probability_<class>` column per class.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 ColumnKind = Literal["number", "bool", "timestamp", "string", "other"]
 PredictionKind = Literal["scalar", "vector", "json"]
 COUNTS = ("features_fresh", "features_stale", "features_missing")  # per row, over the model's store features
-RESERVED = ("model", "version", "scored_at", *COUNTS)
+PREDICTED_CLASS = "predicted_class"
+RESERVED = ("model", "version", "scored_at", PREDICTED_CLASS, *COUNTS)
 DEFAULT_CHUNK_SIZE = 50_000
 
 
@@ -87,6 +89,15 @@ class Plan:
     prediction_column: str
     # per store feature: (computed on demand?, the status columns of the groups it is read from / computed from)
     status_sources: tuple[tuple[bool, tuple[str, ...]], ...] = ()
+    classes: tuple[Any, ...] = ()
+    """a multiclass model's class labels (from its signature), in the order of its probabilities"""
+
+    @property
+    def class_columns(self) -> tuple[str, ...]:
+        """`predicted_class` and one `probability_<class>` per class (multiclass models that name their classes)."""
+        if not self.classes:
+            return ()
+        return (PREDICTED_CLASS, *(f"probability_{c}" for c in self.classes))
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -109,7 +120,7 @@ class Plan:
     @property
     def output_columns(self) -> tuple[str, ...]:
         counts = COUNTS if self.store_refs else ()
-        return (*self.keep, self.prediction_column, *counts, "model", "version", "scored_at")
+        return (*self.keep, self.prediction_column, *self.class_columns, *counts, "model", "version", "scored_at")
 
 
 def arrow_kind(dtype: pa.DataType) -> ColumnKind:
@@ -131,6 +142,27 @@ def prediction_kind(flavor: str, task: str | None) -> PredictionKind:
     if flavor == "python":
         return "json"
     return "vector" if task == "multiclass" else "scalar"
+
+
+def class_type(classes: Sequence[Any]) -> pa.DataType:
+    """The Arrow type of class labels: bool, int64, float64 or string, as the labels are."""
+    import pyarrow as pa
+
+    return pa.array(list(classes)).type
+
+
+def class_arrays(probabilities: Any, classes: Sequence[Any]) -> list[pa.Array]:
+    """`predicted_class` (the label of the most probable class; ties take the first) and the probability of
+    each class, from rows x classes probabilities."""
+    import numpy as np
+    import pyarrow as pa
+
+    array = np.asarray(probabilities, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != len(classes):
+        raise ValueError(f"the model returned shape {array.shape} for {len(classes)} classes")
+    labels = pa.array(list(classes), type=class_type(classes))
+    predicted = labels.take(pa.array(np.argmax(array, axis=1))) if len(array) else labels.slice(0, 0)
+    return [predicted, *(pa.array(array[:, j]) for j in range(len(classes)))]
 
 
 def _prediction_column(signature: Mapping[str, Any], kind: PredictionKind) -> str:
@@ -234,10 +266,14 @@ def build_plan(
     needs += [(k, "asked for in `keep`") for k in keep]
     _check_present(columns, list(dict.fromkeys(needs)), where)
     column = _prediction_column(signature, prediction)
-    if column in keep:
-        raise BatchInputError(
-            f"input column {column!r} would be overwritten by the prediction column; leave it out of `keep`"
-        )
+    from bottega.serving.runtimes.base import signature_classes
+
+    classes = signature_classes(signature) if prediction == "vector" else ()
+    for name in (column, *(f"probability_{c}" for c in classes)):
+        if name in keep:
+            raise BatchInputError(
+                f"input column {name!r} would be overwritten by a prediction column; leave it out of `keep`"
+            )
     plan = Plan(
         model=request.model,
         version=request.version,
@@ -251,6 +287,7 @@ def build_plan(
         prediction=prediction,
         prediction_column=column,
         status_sources=_status_sources(refs, resolution) if refs else (),
+        classes=classes,
     )
     _check_types(plan, columns, where)
     return plan
@@ -335,6 +372,8 @@ def output_table(
     rows = source.num_rows
     columns = [source.column(name) for name in plan.keep]
     columns.append(prediction_array(predictions, plan.prediction, rows))
+    if plan.classes:
+        columns.extend(class_arrays(predictions, plan.classes))
     if plan.store_refs:
         assert counts is not None, "a model with store features needs its status counts"
         columns.extend(counts)

@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 from bottega.serving.batch.output import staged_hadoop
 from bottega.serving.batch.plan import (
     COUNTS,
+    PREDICTED_CLASS,
     BatchInputError,
     ColumnKind,
     Plan,
     ScoreRequest,
     ScoreResult,
     build_plan,
+    class_type,
     matrix,
     output_table,
     prediction_kind,
@@ -182,6 +184,10 @@ def output_schema(frame: Any, plan: Plan) -> Any:
     prediction = {"scalar": T.DoubleType(), "vector": T.ArrayType(T.DoubleType()), "json": T.StringType()}
     fields = [frame.schema[name] for name in plan.keep]
     fields.append(T.StructField(plan.prediction_column, prediction[plan.prediction]))
+    if plan.classes:
+        label = {"bool": T.BooleanType(), "int64": T.LongType(), "double": T.DoubleType()}
+        fields.append(T.StructField(PREDICTED_CLASS, label.get(str(class_type(plan.classes)), T.StringType())))
+        fields += [T.StructField(name, T.DoubleType()) for name in plan.class_columns[1:]]
     if plan.store_refs:
         fields += [T.StructField(name, T.IntegerType()) for name in COUNTS]
     fields += [T.StructField("model", T.StringType()), T.StructField("version", T.LongType())]

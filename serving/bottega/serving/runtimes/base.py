@@ -90,3 +90,10 @@ class Runtime(ABC):
             raise ValueError(
                 f"{self.flavor} model takes rows of {self.n_inputs} inputs, got an array of shape {matrix.shape}"
             )
+
+
+def signature_classes(signature: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The class labels of the signature's single output (a multiclass model trained by Bottega names them)."""
+    outputs = [o for o in signature.get("outputs") or [] if isinstance(o, Mapping)]
+    classes = outputs[0].get("classes") if len(outputs) == 1 else None
+    return tuple(classes) if isinstance(classes, list) else ()
