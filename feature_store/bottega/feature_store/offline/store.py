@@ -130,17 +130,16 @@ class OfflineStore:
 
     def _by_bucket(self, schema: GroupSchema, table: Any) -> dict[str, Any]:
         """The rows by bucket folder name: the year's or month's bucket where one exists, else the day's."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         days = pc.strftime(table.column("event_time"), format="%Y-%m-%d")
-        distinct = sorted(set(days.unique().to_pylist()))
+        distinct = sorted(days.unique().to_pylist())
         plan = self.plan(schema, dict.fromkeys(distinct, 0), new_periods=False)
-        out: dict[str, Any] = {}
+        by_name: dict[str, list[str]] = {}
         for day in distinct:
-            name = buckets.dir_name(plan.label(day))
-            part = table.filter(pc.equal(days, day))
-            out[name] = pa_concat(out[name], part) if name in out else part
-        return out
+            by_name.setdefault(buckets.dir_name(plan.label(day)), []).append(day)
+        return {name: table.filter(pc.is_in(days, pa.array(group))) for name, group in by_name.items()}
 
     def dedupe(self, schema: GroupSchema, table: Any) -> Any:
         """One row per (entity keys, event_time) within a batch: the last occurrence wins."""
@@ -306,12 +305,6 @@ class OfflineStore:
                 path.unlink(missing_ok=True)
             folded += len(files)
         return folded
-
-
-def pa_concat(first: Any, second: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.concat_tables([first, second])
 
 
 def _empty(schema: GroupSchema) -> Any:
