@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bottega.core.keys import check_key_columns
 from bottega.feature_store.types import NAME_RE, FeatureRef, GroupSchema, ValueType
 
 DURATION_RE = re.compile(r"^(\d+)(s|m|h|d|w)$")
@@ -61,6 +62,12 @@ class _Group(_Definition):
     description: str = ""
     owner: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    key_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="join key -> the column (batch: of the transform's result; stream: of the event) holding it, "
+        "when your data names it otherwise (see bottega.core.keys)",
+        exclude_if=lambda value: not value,
+    )
 
     @field_validator("max_age", mode="before")
     @classmethod
@@ -105,7 +112,8 @@ class BatchFeatureGroup(_Group):
       DataFrame (a pandas DataFrame on DuckDB, a PySpark DataFrame on Spark) that returns a DataFrame of the same
       kind (a pyarrow Table is accepted on DuckDB too); see `bottega.feature_store.batch`.
 
-    The transform must return the entity's join keys, `event_time` (timezone-aware) and every declared feature.
+    The transform must return the entity's join keys (under the names `key_columns` gives, if any), `event_time`
+    (timezone-aware) and every declared feature.
     """
 
     kind: Literal["batch"] = "batch"
@@ -253,6 +261,9 @@ class Definitions(_Definition):
         for group in groups:
             if group.entity not in entities:
                 raise ValueError(f"feature group {group.name!r} uses unknown entity {group.entity!r}")
+            if isinstance(group, _Group) and group.key_columns:
+                where = f"feature group {group.name!r}: key_columns"
+                check_key_columns(group.key_columns, self.entity(group.entity).join_keys, where)
         return self
 
     def entity(self, name: str) -> Entity:

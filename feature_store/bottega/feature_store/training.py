@@ -6,12 +6,13 @@ only tells where each feature lives and what it looks like (`GET /api/v1/feature
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bottega.core.extras import require
+from bottega.core.keys import check_key_columns, key_column, rename_from_keys, rename_to_keys
 from bottega.feature_store.offline.pit_duckdb import column_name, status_column
 from bottega.feature_store.on_demand import OnDemandTransform, add_on_demand_columns
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
@@ -70,6 +71,7 @@ def get_training_set(
     on_duplicates: str = "warn",
     entity_keys: Sequence[str] | None = None,
     with_status: bool = False,
+    key_columns: Mapping[str, str] | None = None,
 ) -> Any:
     """The label rows with one column per feature (`<group>__<feature>`), point-in-time correct, as pyarrow.
 
@@ -77,7 +79,9 @@ def get_training_set(
     counted first (`bottega.feature_store.labels`): `on_duplicates` `warn` keeps them and logs, `keep` keeps them,
     `error` refuses the table. The counts ride in the result's schema metadata: `labels.label_duplicates(table)`.
     `entity_keys` defaults to the join keys of the features' entities. `with_status` adds, per joined group, a
-    `<group>___status` column: FRESH / STALE / MISSING of the row found, as the online store would judge it."""
+    `<group>___status` column: FRESH / STALE / MISSING of the row found, as the online store would judge it.
+    `key_columns` maps join keys to the label table's columns when it names them otherwise (`{"user_id": "userId"}`,
+    see `bottega.core.keys`); the result keeps the label table's names."""
     require("duckdb", "store")
     from bottega.feature_store.config import StoreSettings
     from bottega.feature_store.labels import check_labels, with_duplicates
@@ -98,13 +102,17 @@ def get_training_set(
     joined = list(dict.fromkeys([*stored, *inputs]))
     store = OfflineStore(offline_root) if offline_root else StoreSettings.from_env().offline()
     labels = read_labels(label_source)
+    join_keys = list(dict.fromkeys(k for g in resolution.groups for k in g.entity.join_keys))
+    if key_columns:
+        check_key_columns(key_columns, join_keys, "key_columns")
     if entity_keys is None:
-        entity_keys = list(dict.fromkeys(k for g in resolution.groups for k in g.entity.join_keys))
+        entity_keys = [key_column(key_columns, k) for k in join_keys]
     found = check_labels(labels, entity_keys, timestamp_column, on_duplicates, what="the label table")
-    table = labels
+    table = rename_to_keys(labels, key_columns, "the label table")
     if joined:
-        table = _join(store, labels, joined, schemas, timestamp_column, engine, spark, with_status)
+        table = _join(store, table, joined, schemas, timestamp_column, engine, spark, with_status)
     table = add_on_demand_columns(table, [(transforms[key], names) for key, names in computed.items()], column_name)
+    table = rename_from_keys(table, key_columns)
     wanted = [*labels.column_names, *(column_name(r) for r in refs)]
     if with_status and joined:
         wanted += list(dict.fromkeys(status_column(r.group) for r in joined))

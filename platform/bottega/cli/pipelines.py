@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bottega.cli.common import client, done, emit, fail, state
 from bottega.core.extras import require
+from bottega.core.keys import parse_key_columns
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -221,6 +222,12 @@ def training_set(
     on_duplicates: Annotated[
         str, typer.Option(help="duplicate or conflicting label rows: warn (keep, report), keep, or error (refuse)")
     ] = "warn",
+    key_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key-column", help="JOIN_KEY=COLUMN when the label table names a join key otherwise, e.g. user_id=userId"
+        ),
+    ] = None,
 ) -> None:
     """Build a point-in-time correct training set from the offline store (DuckDB engine)."""
     require("duckdb", "store")
@@ -232,6 +239,10 @@ def training_set(
         raise typer.BadParameter(f"{on_duplicates!r}: choose warn, keep or error", param_hint="--on-duplicates")
     if not labels.exists():
         raise typer.BadParameter(f"{labels} does not exist", param_hint="LABELS")
+    try:
+        key_columns = parse_key_columns(key_column or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-column") from None
     with client(ctx) as sdk:
         try:
             table: Any = sdk.get_training_set(
@@ -239,6 +250,7 @@ def training_set(
                 feature,
                 timestamp_column=timestamp_column,
                 on_duplicates=on_duplicates,  # type: ignore[arg-type]
+                key_columns=key_columns,
             )
         except KeyError as exc:  # a column the label table lacks (ValueErrors reach the one error line as they are)
             raise fail(str(exc.args[0] if exc.args else exc)) from exc

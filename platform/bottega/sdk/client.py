@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -102,12 +103,15 @@ class Client:
         engine: Literal["duckdb", "spark"] = "duckdb",
         spark: Any = None,
         on_duplicates: Literal["error", "warn", "keep"] = "warn",
+        key_columns: Mapping[str, str] | None = None,
     ) -> Any:
         """A point-in-time correct training set (pyarrow Table): `label_source` (a Parquet/CSV path, a pandas
         DataFrame or a pyarrow Table with entity keys and `timestamp_column`) joined with `features`
         (`project:group:feature`) from the offline store. Needs `bottega[store,spark]` (DuckDB, pyarrow).
         Duplicate and conflicting label rows are counted; `on_duplicates` warns (default), keeps silently or
-        raises `DuplicateLabels`; `bottega.feature_store.labels.label_duplicates(table)` gives the counts."""
+        raises `DuplicateLabels`; `bottega.feature_store.labels.label_duplicates(table)` gives the counts.
+        `key_columns` maps join keys to the label table's columns when it names them otherwise
+        (`{"user_id": "userId"}`); the result keeps the label table's names."""
         from bottega.feature_store.training import get_training_set
 
         return get_training_set(
@@ -119,6 +123,7 @@ class Client:
             engine=engine,
             spark=spark,
             on_duplicates=on_duplicates,
+            key_columns=key_columns,
         )
 
     def get_online_features(

@@ -237,6 +237,26 @@ def test_pyspark_function_transform_and_clear_errors(spark: Any, tmp_path: Path)
     assert not OfflineStore(tmp_path / "bad").has_data(schema)
 
 
+def test_key_columns_rename_the_transforms_key_on_spark_as_on_duckdb(spark: Any, tmp_path: Path) -> None:
+    write_orders(tmp_path / "orders.parquet", seed=14)
+    plain = make_group(tmp_path / "orders.parquet")
+    camel = make_group(
+        tmp_path / "orders.parquet",
+        sql=f"SELECT * EXCEPT (restaurant_id), restaurant_id AS restaurantId FROM ({PORTABLE_SQL})",
+    ).model_copy(update={"key_columns": {"restaurant_id": "restaurantId"}})
+    schema = plain.schema_for("eats", RESTAURANT)
+    start, end = DAY, DAY + timedelta(days=7)
+    run_batch_spark(spark, plain, schema, OfflineStore(tmp_path / "plain"), None, start, end)
+    run_batch_spark(spark, camel, schema, OfflineStore(tmp_path / "spark"), None, start, end)
+    want = offline_rows(OfflineStore(tmp_path / "plain"), schema)
+    assert offline_rows(OfflineStore(tmp_path / "spark"), schema) == want
+    run_batch(camel, schema, OfflineStore(tmp_path / "duck"), None, start, end)
+    assert_same_rows(offline_rows(OfflineStore(tmp_path / "duck"), schema), want)
+    wrong = camel.model_copy(update={"key_columns": {"restaurant_id": "restId"}})
+    with pytest.raises(PipelineError, match="no column 'restId'"):
+        run_batch_spark(spark, wrong, schema, OfflineStore(tmp_path / "bad"), None, start, end)
+
+
 def job_worker(api: Any) -> Any:
     from bottega.api.jobs.background import LocalBackend
     from bottega.api.jobs.runtime import JobsRuntime, JobsSettings

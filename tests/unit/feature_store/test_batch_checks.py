@@ -59,6 +59,20 @@ def test_a_column_the_source_lacks_is_named_with_the_columns_it_has(tmp_path: Pa
     assert "restaurant_id, ordered_at, prep" in message
 
 
+def test_key_columns_name_the_join_keys_in_the_sql_output(tmp_path: Path) -> None:
+    path = tmp_path / "orders.parquet"
+    times = pa.array([datetime(2026, 11, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"restaurantId": [1], "ordered_at": times, "prep": [3.5]}), path)
+    sql = "SELECT restaurantId, ordered_at AS event_time, prep AS avg_prep FROM source"
+    with pytest.raises(TransformCheckError, match=r"does not return \['restaurant_id'\]"):
+        check(group(str(path), sql))
+    mapped = group(str(path), sql).model_copy(update={"key_columns": {"restaurant_id": "restaurantId"}})
+    assert check(mapped) is None
+    wrong = mapped.model_copy(update={"key_columns": {"restaurant_id": "restId"}})
+    with pytest.raises(TransformCheckError, match="no column 'restId'"):
+        check(wrong)
+
+
 def test_declared_outputs_must_come_out_of_the_sql(tmp_path: Path) -> None:
     path = str(source(tmp_path / "orders.parquet"))
     with pytest.raises(TransformCheckError, match=r"does not return \['event_time', 'avg_prep'\]"):

@@ -64,6 +64,11 @@ def test_yaml_definitions_give_store_schemas(tmp_path: Path) -> None:
         (lambda d: d["batch_groups"][0]["features"].append({"name": "prep_time", "dtype": "float"}), "twice"),
         (lambda d: d["batch_groups"][0].update(colour="red"), "colour"),
         (lambda d: d["entities"][0]["join_keys"].update(id="uuid"), "join_keys.id"),
+        (lambda d: d["batch_groups"][0].update(key_columns={"rest_id": "restId"}), "'rest_id' is not a join key"),
+        (
+            lambda d: d["stream_groups"][0].update(key_columns={"user_id": "u"}),
+            "'restaurant_live': key_columns: 'user_id' is not a join key",
+        ),
     ],
 )
 def test_invalid_definitions_name_the_problem(mutate: object, message: str) -> None:

@@ -293,6 +293,16 @@ def test_events_decode_with_epoch_millis_or_iso_timestamps() -> None:
     assert decoder().decode(encode(ts="2026-11-24T08:30:00Z")).ts_us == at(30)
 
 
+def test_key_columns_read_a_join_key_from_the_events_own_field() -> None:
+    group = make_group()
+    keys = group.schema_for("mobility", DRIVER).entity_keys
+    mapped = EventDecoder(keys, group.event_schema, group.timestamp_field, {"driver_id": "driverId"})
+    raw = json.dumps({"driverId": 7, "ts": 1_795_000_000_123, **fields()}).encode()
+    assert mapped.decode(raw).keys == (7,)
+    with pytest.raises(BadEvent, match="bad_key"):
+        decoder().decode(raw)
+
+
 def test_fast_and_standard_parsing_agree() -> None:
     # values already of their type pass as they are; others are converted or rejected as before
     assert decoder().decode(encode(driver_id=3.0, fare=2)).keys == (3,)

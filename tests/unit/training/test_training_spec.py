@@ -60,6 +60,8 @@ def test_a_valid_spec_parses_with_defaults() -> None:
         ({"dataset__features": [], "dataset__request_features": []}, "dataset: give at least one input"),
         ({"dataset__request_features": ["late"]}, "'late' is the label column"),
         ({"dataset__entity_keys": ["a", "a"]}, "dataset.entity_keys: 'a' is listed twice"),
+        ({"dataset__key_columns": {"restaurant_id": "restId"}}, "'restId' must also be listed in entity_keys"),
+        ({"dataset__key_columns": {"a": "x", "b": "x"}}, "two join keys are read from the column 'x'"),
         ({"split": {"kind": "time"}}, "split.time.cut: Field required"),
         ({"split": {"kind": "time", "cut": 1700000000.5 + 1j}}, "split.time.cut"),
         ({"split": {"kind": "kfold"}}, "split: Input tag 'kfold'"),

@@ -118,6 +118,7 @@ def load_frame(client: Client, spec: TrainingSpec) -> pa.Table:
             offline_root=ds.offline_root,
             on_duplicates=ds.on_duplicates,
             entity_keys=ds.entity_keys,
+            key_columns=ds.key_columns,
         )
     except DuplicateLabels as exc:
         raise SpecError(f"dataset.on_duplicates is error: {exc}") from exc

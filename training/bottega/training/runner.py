@@ -163,6 +163,7 @@ def signature(spec: TrainingSpec, data: TrainingData) -> dict[str, Any]:
         "inputs": [{"name": name, "type": kind} for name, kind in data.request_features],
         "store_features": list(spec.dataset.features),
         "outputs": outputs,
+        **({"key_columns": dict(spec.dataset.key_columns)} if spec.dataset.key_columns else {}),
     }
 
 
@@ -363,6 +364,7 @@ def lineage(spec: TrainingSpec, data: TrainingData, flavors: dict[str, str]) -> 
         "dataset": {
             "labels": str(spec.labels_path()),
             "entity_keys": list(spec.dataset.entity_keys),
+            **({"key_columns": dict(spec.dataset.key_columns)} if spec.dataset.key_columns else {}),
             "timestamp_column": spec.dataset.timestamp_column,
             "label_column": spec.dataset.label_column,
             "split": spec.split.model_dump(mode="json"),

@@ -10,6 +10,7 @@ invalid spec fails before any data is read or any run is created, with the field
     dataset:
       labels: data/labels.parquet          # relative paths are read from the spec file's folder
       entity_keys: [restaurant_id]
+      # key_columns: {restaurant_id: restaurantId}   # when the label table names a join key otherwise
       timestamp_column: timestamp
       label_column: late
       features: [eats:daily_prep:avg_prep, eats:daily_prep:n_orders]
@@ -46,6 +47,7 @@ from pydantic import (
 
 from bottega.api.registry.schemas import FEATURE_REF_PATTERN, MODEL_NAME_PATTERN
 from bottega.core.errors import InvalidInput
+from bottega.core.keys import check_key_columns
 from bottega.training.torch.spec import TORCH_COMPUTES, TorchModel, check_compute
 from bottega.training.tuning.spec import TuningSpec, check_tuning, with_values
 
@@ -99,6 +101,12 @@ class DatasetSpec(_Strict):
 
     labels: str = Field(min_length=1, description="Parquet or CSV path of the label table")
     entity_keys: list[ColumnName] = Field(min_length=1)
+    key_columns: dict[str, ColumnName] = Field(
+        default_factory=dict,
+        description="join key -> the label table's column holding it, when named otherwise (e.g. user_id: userId); "
+        "requests and batch-scoring inputs of the model use the same column names",
+        exclude_if=lambda value: not value,
+    )
     timestamp_column: ColumnName = "timestamp"
     label_column: ColumnName
     features: list[FeatureRefText] = Field(default_factory=list, description="store features to join")
@@ -130,6 +138,10 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"request_features: {name!r} is {special[name]}; it cannot be an input")
         if self.label_column == self.timestamp_column or self.label_column in self.entity_keys:
             raise ValueError(f"label_column {self.label_column!r} is also the timestamp column or an entity key")
+        check_key_columns(self.key_columns, self.key_columns, "key_columns")
+        outside = [c for c in self.key_columns.values() if c not in self.entity_keys]
+        if outside:
+            raise ValueError(f"key_columns: {outside[0]!r} must also be listed in entity_keys (the label columns)")
         return self
 
 

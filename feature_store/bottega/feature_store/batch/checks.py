@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bottega.core.keys import renames_to_keys
 from bottega.feature_store.definitions import URL_RE, BatchFeatureGroup, Definitions
 from bottega.feature_store.offline.store import ARROW_TYPES
 from bottega.feature_store.types import GroupSchema, ValueType
@@ -145,6 +146,11 @@ def check_transform(group: BatchFeatureGroup, schema: GroupSchema) -> str | None
         return f"{group.name}: DuckDB cannot run transform_sql ({first}); not checked (Spark-only SQL?)"
     except duckdb.Error as exc:
         raise TransformCheckError(f"feature group {group.name!r}: reading source {path} failed: {exc}") from exc
+    try:
+        renames = renames_to_keys(output, group.key_columns, f"feature group {group.name!r}: transform_sql")
+    except ValueError as exc:
+        raise TransformCheckError(str(exc)) from None
+    output = [renames.get(c, c) for c in output]
     needed = [*schema.key_names, "event_time", *(n for n, _ in schema.features)]
     missing = [c for c in needed if c not in output]
     if missing:

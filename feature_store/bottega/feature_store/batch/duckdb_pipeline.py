@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bottega.core.keys import rename_to_keys
 from bottega.feature_store import duck
 from bottega.feature_store.batch.checks import DtypeMismatch, check_dtypes
 from bottega.feature_store.definitions import BatchFeatureGroup
@@ -150,6 +151,10 @@ def compute(group: BatchFeatureGroup, schema: GroupSchema, start: datetime, end:
             result: Any = _in_range(_prefiltered(db, str(query), start, end).to_arrow_table(), group, start, end)
         except duckdb.Error as exc:
             raise PipelineError(f"feature group {group.name!r}: the source or transform failed: {exc}") from exc
+    try:
+        result = rename_to_keys(result, group.key_columns, f"feature group {group.name!r}: the transform")
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
     needed = [*schema.key_names, "event_time", *(n for n, _ in schema.features)]
     missing = [c for c in needed if c not in result.column_names]
     if missing:

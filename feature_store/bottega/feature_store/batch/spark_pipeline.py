@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bottega.core.extras import require
+from bottega.core.keys import renames_to_keys
 from bottega.feature_store.batch.duckdb_pipeline import BatchResult, PipelineError, Progress
 from bottega.feature_store.definitions import BatchFeatureGroup
 from bottega.feature_store.offline.buckets import dir_name as bucket_dir_name
@@ -98,7 +99,7 @@ def transformed(session: Any, group: BatchFeatureGroup) -> Any:
         source = read_source(session, group)
         if group.transform is None:
             source.createOrReplaceTempView("source")
-            return session.sql(group.transform_sql)
+            return _keys_renamed(group, session.sql(group.transform_sql))
         function = group.transform_function()
     except (PySparkException, FunctionError) as exc:
         raise PipelineError(f"feature group {group.name!r}: the source or transform failed: {exc}") from exc
@@ -111,7 +112,16 @@ def transformed(session: Any, group: BatchFeatureGroup) -> Any:
             f"feature group {group.name!r}: the transform {group.transform} returned {type(output).__name__}; on the "
             "Spark engine it must return a PySpark DataFrame"
         )
-    return output
+    return _keys_renamed(group, output)
+
+
+def _keys_renamed(group: BatchFeatureGroup, frame: Any) -> Any:
+    """The transform's output with the group's `key_columns` renamed to the join keys."""
+    try:
+        renames = renames_to_keys(frame.columns, group.key_columns, f"feature group {group.name!r}: the transform")
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    return frame.withColumnsRenamed(renames) if renames else frame
 
 
 def conform(group_name: str, schema: GroupSchema, frame: Any) -> Any:

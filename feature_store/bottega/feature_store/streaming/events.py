@@ -129,11 +129,13 @@ class EventDecoder:
         entity_keys: tuple[tuple[str, ValueType], ...],
         event_schema: Mapping[str, ValueType],
         timestamp_field: str,
+        key_columns: Mapping[str, str] | None = None,
     ) -> None:
         self.entity_keys = entity_keys
         self.event_schema = dict(event_schema)
         self.timestamp_field = timestamp_field
-        self._keys = [(name, vtype, EXACT[vtype]) for name, vtype in entity_keys]
+        where = dict(key_columns or {})  # join key -> the event field holding it (default: the key's name)
+        self._keys = [(where.get(name, name), vtype, EXACT[vtype]) for name, vtype in entity_keys]
         self._fields = [(name, vtype, EXACT[vtype]) for name, vtype in self.event_schema.items()]
         self._loads = _fast_loads()
 

@@ -152,7 +152,7 @@ class StreamProcessor:
         self.group = group
         self.schema = schema
         self.spec = WindowSpec.from_group(group)
-        self.decoder = EventDecoder(schema.entity_keys, group.event_schema, group.timestamp_field)
+        self.decoder = EventDecoder(schema.entity_keys, group.event_schema, group.timestamp_field, group.key_columns)
         self.offline = offline
         self.online = online if group.online else None
         self.consumer = consumer

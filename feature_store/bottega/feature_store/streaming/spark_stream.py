@@ -136,7 +136,7 @@ def partition_function(group: StreamingFeatureGroup, schema: GroupSchema) -> Cal
         import pandas as pd
 
         aggregator = _restore(state, spec, group.name)
-        decoder = EventDecoder(schema.entity_keys, group.event_schema, group.timestamp_field)
+        decoder = EventDecoder(schema.entity_keys, group.event_schema, group.timestamp_field, group.key_columns)
         records = pd.concat(list(frames), ignore_index=True).sort_values("offset", kind="stable")
         out = _Output(schema)
         emitted: dict[tuple[tuple[Any, ...], int], Row] = {}

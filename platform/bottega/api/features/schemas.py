@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from bottega.api.features.durations import Duration, PositiveDuration
+from bottega.core.keys import COLUMN_MAX, check_key_columns
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -58,6 +59,7 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 TagKey = Annotated[str, Field(pattern=TAG_KEY_PATTERN)]
 TagValue = Annotated[str, Field(max_length=1024)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
+KeyColumn = Annotated[str, Field(min_length=1, max_length=COLUMN_MAX)]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
 Outcome = Literal["created", "updated", "unchanged"]
 GroupKind = Literal["batch", "stream", "on_demand"]
@@ -144,6 +146,19 @@ class _GroupDef(_GroupBase):
 
     max_age: PositiveDuration
     online: bool = True
+    key_columns: dict[Name, KeyColumn] = Field(
+        default_factory=dict,
+        max_length=MAX_JOIN_KEYS,
+        description="join key -> the column holding it in your data (a batch transform's result, a stream's events) "
+        "when it is named otherwise, e.g. {user_id: userId}",
+        exclude_if=lambda value: not value,  # absent rather than {}: definitions stored before it stay unchanged
+    )
+
+    @field_validator("key_columns")
+    @classmethod
+    def _key_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        check_key_columns(value, value, "key_columns")  # the join keys themselves are checked with the entity
+        return value
 
 
 class BatchGroupDef(_GroupDef):

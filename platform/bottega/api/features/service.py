@@ -48,6 +48,7 @@ from bottega.api.features.schemas import (
 )
 from bottega.api.pages import Page, PageParams
 from bottega.core.errors import Conflict, NotFound
+from bottega.core.keys import check_key_columns
 
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 AUDITED_CHANGES = 50
@@ -117,6 +118,11 @@ def _checked(definition: GroupDef, entity: FeatureEntity) -> GroupDef:
             raise field_error(
                 "body.features", f"feature group {definition.name!r}: the feature name {feature.name!r} is reserved"
             )
+    if isinstance(definition, BatchGroupDef | StreamGroupDef) and definition.key_columns:
+        try:
+            check_key_columns(definition.key_columns, keys, f"feature group {definition.name!r}: key_columns")
+        except ValueError as exc:
+            raise field_error("body.key_columns", str(exc)) from None
     if isinstance(definition, BatchGroupDef) and definition.schedule is not None:
         return definition.model_copy(update={"schedule": _checked_schedule(definition.schedule)})
     return definition

@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from bottega.core.keys import COLUMN_MAX, check_key_columns
+
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,126}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 LATEST = "latest"
@@ -58,6 +60,7 @@ TagValue = Annotated[str, Field(max_length=1024)]
 FeatureRef = Annotated[str, Field(pattern=FEATURE_REF_PATTERN, description="`project:group:feature`")]
 MetricValue = Annotated[float, Field(allow_inf_nan=False)]
 MetricKey = Annotated[str, Field(min_length=1, max_length=255)]
+KeyColumn = Annotated[str, Field(min_length=1, max_length=COLUMN_MAX)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -165,6 +168,19 @@ class Signature(BaseModel):
     inputs: list[SignatureField] = Field(default_factory=list, max_length=10_000)
     store_features: list[FeatureRef] = Field(default_factory=list, max_length=10_000)
     outputs: list[SignatureField] = Field(default_factory=list, max_length=1_000)
+    key_columns: dict[Annotated[str, Field(min_length=1, max_length=COLUMN_MAX)], KeyColumn] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="join key -> the field that carries it in requests and batch-scoring inputs, when named "
+        "otherwise (as in the label table the model was trained on)",
+        exclude_if=lambda value: not value,  # absent rather than {}: older clients forbid unknown fields
+    )
+
+    @field_validator("key_columns")
+    @classmethod
+    def _key_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        check_key_columns(value, value, "key_columns")
+        return value
 
     @field_validator("inputs")
     @classmethod

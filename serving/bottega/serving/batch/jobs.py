@@ -11,6 +11,7 @@ input, the output and, in `params`, the options below), or say it all directly (
 | `chunk_size` | 50000 | rows per prediction call (local: also per read and join) |
 | `keep` | entity keys + timestamp | input columns copied to the output |
 | `offline_root` | `BOTTEGA_OFFLINE_URL` | the offline store |
+| `key_columns` | the signature's | join key -> the input column holding it, e.g. `{user_id: userId}` |
 
 `{date}` (UTC, YYYY-MM-DD) and `{run_id}` in `output` are replaced, so a schedule can keep every run's output.
 The result: rows scored, output, model, version, seconds, engine (and the deployment and its revision).
@@ -44,6 +45,9 @@ class Options(BaseModel):
     chunk_size: int | None = Field(default=None, ge=1, le=10_000_000, description=f"default: {DEFAULT_CHUNK_SIZE}")
     keep: list[str] | None = Field(default=None, description="input columns copied to the output")
     offline_root: str | None = Field(default=None, min_length=1, description="default: BOTTEGA_OFFLINE_URL")
+    key_columns: dict[str, str] | None = Field(
+        default=None, description="join key -> the input column holding it (default: the signature's key_columns)"
+    )
 
 
 class BatchScoreParams(Options):
@@ -118,6 +122,7 @@ def request_for(
         chunk_size=options.chunk_size or DEFAULT_CHUNK_SIZE,
         keep=tuple(options.keep) if options.keep is not None else None,
         offline_root=options.offline_root,
+        key_columns=options.key_columns,
     )
     return request, options.engine or "local", facts
 

@@ -98,6 +98,7 @@ def score_chunk(
             timestamp_column=plan.timestamp_column,
             offline_root=request.offline_root,
             with_status=True,
+            key_columns=plan.key_columns,
         )
         columns += [joined.column(name) for name in plan.store_columns]
         counts = status_counts(joined, plan)

@@ -50,6 +50,8 @@ class ScoreRequest:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     keep: tuple[str, ...] | None = None
     offline_root: str | None = None
+    key_columns: Mapping[str, str] | None = None
+    """join key -> the input column holding it; None: the signature's `key_columns`"""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Plan:
     status_sources: tuple[tuple[bool, tuple[str, ...]], ...] = ()
     classes: tuple[Any, ...] = ()
     """a multiclass model's class labels (from its signature), in the order of its probabilities"""
+    key_columns: Mapping[str, str] = field(default_factory=dict)
+    """join key -> input column, for the keys the input names otherwise (`entity_keys` are the input's names)"""
 
     @property
     def class_columns(self) -> tuple[str, ...]:
@@ -203,6 +207,19 @@ def _status_sources(refs: Sequence[str], resolution: Any) -> tuple[tuple[bool, t
     return tuple(sources)
 
 
+def _key_columns(request: ScoreRequest, signature: Mapping[str, Any], join_keys: Sequence[str]) -> dict[str, str]:
+    """The request's `key_columns`, else the signature's, checked against the model's join keys."""
+    from bottega.core.keys import check_key_columns
+
+    given = request.key_columns if request.key_columns is not None else signature.get("key_columns") or {}
+    mapping = {str(k): str(v) for k, v in given.items() if k in join_keys or request.key_columns is not None}
+    try:
+        check_key_columns(mapping, join_keys, "key_columns")
+    except ValueError as exc:
+        raise BatchInputError(str(exc)) from None
+    return {k: v for k, v in mapping.items() if k != v}
+
+
 def _check_present(columns: Mapping[str, ColumnKind], needs: Sequence[tuple[str, str]], where: str) -> None:
     missing = [(name, why) for name, why in needs if name not in columns]
     if not missing:
@@ -256,7 +273,9 @@ def build_plan(
     where = where or repr(request.input)
     request_features = tuple(str(f["name"]) for f in signature.get("inputs") or [])
     refs = tuple(str(r) for r in signature.get("store_features") or [])
-    keys, on_demand = _groups(resolution) if refs else ((), ())
+    join_keys, on_demand = _groups(resolution) if refs else ((), ())
+    key_columns = _key_columns(request, signature, join_keys)
+    keys = tuple(key_columns.get(k, k) for k in join_keys)
     needs = [(n, "a request feature of the model") for n in request_features]
     if refs:
         needs += [(k, "an entity key of the model's store features") for k in keys]
@@ -288,6 +307,7 @@ def build_plan(
         prediction_column=column,
         status_sources=_status_sources(refs, resolution) if refs else (),
         classes=classes,
+        key_columns=key_columns,
     )
     _check_types(plan, columns, where)
     return plan

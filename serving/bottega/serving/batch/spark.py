@@ -169,13 +169,15 @@ def join_features(
     inputs = [ref for key in computed for ref in transforms[key].inputs.values()]
     store = OfflineStore(offline_root) if offline_root else StoreSettings.from_env().offline()
     assert plan.timestamp_column is not None
+    frame = frame.withColumnsRenamed({column: key for key, column in plan.key_columns.items()})
     labeled = frame.withColumn(TS, _timestamp(frame, plan.timestamp_column))
     labeled = labeled.withColumn(ROW, F.monotonically_increasing_id())  # stable: computed on the file scan
     result = labeled
     for schema, group_refs in plan_groups(list(dict.fromkeys([*stored, *inputs])), schemas_from_resolution(resolution)):
         joined = _asof(spark, store, labeled, schema, group_refs, TS, with_status=True)
         result = result.join(joined, on=ROW, how="left")
-    return result.drop(ROW, TS), [(transforms[key], names) for key, names in computed.items()]
+    result = result.drop(ROW, TS).withColumnsRenamed(dict(plan.key_columns))  # back to the input's names
+    return result, [(transforms[key], names) for key, names in computed.items()]
 
 
 def output_schema(frame: Any, plan: Plan) -> Any:

@@ -98,6 +98,10 @@ def decode_request(body: bytes, plan: FeaturePlan, *, max_rows: int) -> tuple[li
             if value is None and field.nullable:
                 continue
             _refuse(index, field.name, vtype, value, row)
+    if plan.key_renames:  # the signature's key_columns: the stores read join keys by their own names
+        for row in rows:
+            for column, key in plan.key_renames:
+                row[key] = row[column]
     return rows, document.get("as_of")
 
 

@@ -118,7 +118,7 @@ class FeatureJoiner:
 
         if self.offline is None:
             raise RequestError(422, "as_of", "as_of: this service has no offline store to replay history from")
-        types = {f.name: ARROW_TYPES[f.vtype.value] for f in plan.fields}
+        types = {k: ARROW_TYPES[t.value] for schema in plan.schemas for k, t in schema.entity_keys}
         labels = {key: pa.array([row.get(key) for row in rows], types[key]) for key in plan.entity_keys}
         labels[AS_OF] = pa.array([as_of] * len(rows), pa.timestamp("us", tz="UTC"))
         schemas = {schema.key: schema for schema in plan.schemas}

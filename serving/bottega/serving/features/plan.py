@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from bottega.core.keys import check_key_columns
 from bottega.feature_store.on_demand import OnDemandTransform
 from bottega.feature_store.training import schemas_from_resolution
 from bottega.feature_store.types import FeatureRef, GroupSchema, ValueType
@@ -96,6 +97,8 @@ class FeaturePlan:
     stored: tuple[StoreColumn, ...]
     on_demand: tuple[OnDemandStep, ...]
     schemas: tuple[GroupSchema, ...]
+    key_renames: tuple[tuple[str, str], ...] = ()
+    """(request field, join key) of the signature's `key_columns`: the decoder copies each field to its key."""
 
     @property
     def n_inputs(self) -> int:
@@ -148,16 +151,18 @@ class FeaturePlan:
         steps = tuple(_step(groups[key], outputs) for key, outputs in transforms.items())
         read_refs = tuple(dict.fromkeys([*(c.ref for c in columns), *(r for s in steps for _, r in s.inputs)]))
         read_schemas = tuple(dict.fromkeys(schemas[r.group_key] for r in read_refs))
-        fields = _fields(read_schemas, request, steps)
+        key_columns = _key_columns(signature, read_schemas)
+        fields = _fields(read_schemas, request, steps, key_columns)
         return cls(
             input_names=(*request, *(str(r) for r in refs)),
-            entity_keys=tuple(f.name for f in fields.values() if not f.nullable),
+            entity_keys=tuple(dict.fromkeys(k for schema in read_schemas for k in schema.key_names)),
             fields=tuple(fields.values()),
             request_columns=tuple((name, i) for i, name in enumerate(request)),
             read_refs=read_refs,
             stored=tuple(columns),
             on_demand=steps,
             schemas=read_schemas,
+            key_renames=tuple((column, key) for key, column in key_columns.items() if column != key),
         )
 
     def register(self, store: OnlineStore) -> None:
@@ -206,13 +211,28 @@ def _add(fields: dict[str, Field], name: str, vtype: ValueType, nullable: bool, 
         fields[name] = Field(name, vtype, nullable)
 
 
+def _key_columns(signature: Mapping[str, Any], schemas: tuple[GroupSchema, ...]) -> dict[str, str]:
+    """The signature's `key_columns` (join key -> request field), checked against the keys the model reads."""
+    mapping = {str(k): str(v) for k, v in (signature.get("key_columns") or {}).items()}
+    keys = list(dict.fromkeys(k for schema in schemas for k in schema.key_names))
+    try:
+        check_key_columns(mapping, keys, "key_columns")
+    except ValueError as exc:
+        raise ValueError(f"signature {exc}") from None
+    return mapping
+
+
 def _fields(
-    schemas: tuple[GroupSchema, ...], request: dict[str, ValueType], steps: tuple[OnDemandStep, ...]
+    schemas: tuple[GroupSchema, ...],
+    request: dict[str, ValueType],
+    steps: tuple[OnDemandStep, ...],
+    key_columns: Mapping[str, str],
 ) -> dict[str, Field]:
     fields: dict[str, Field] = {}
     for schema in schemas:
         for name, vtype in schema.entity_keys:
-            _add(fields, name, vtype, False, f"entity keys of {schema.project}:{schema.name}")
+            where = f"entity keys of {schema.project}:{schema.name}"
+            _add(fields, key_columns.get(name, name), vtype, False, where)
     for name, vtype in request.items():
         _add(fields, name, vtype, True, "inputs")
     for step in steps:
