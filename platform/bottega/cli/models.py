@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bottega.cli import evaluations
 from bottega.cli.common import client, done, emit, fail, state
 from bottega.cli.errors import FAILURE
 
@@ -321,3 +322,7 @@ def verify(ctx: typer.Context, project: ProjectArg, name: ModelArg, version: Ver
     emit(ctx, report.artifacts, ["path", "status", "size", "sha256", "detail"], f"{name} v{report.version}")
     if not report.ok:
         raise fail("some artifacts failed their integrity check", FAILURE)
+
+
+app.command("evaluate")(evaluations.evaluate)
+app.command("evaluations")(evaluations.evaluations)

@@ -126,6 +126,32 @@ class Client:
             key_columns=key_columns,
         )
 
+    def evaluate_model(
+        self,
+        project: str,
+        model: str,
+        version: int | str,
+        labels: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        description: str = "",
+        label_column: str | None = None,
+        timestamp_column: str | None = None,
+        key_columns: Mapping[str, str] | None = None,
+        offline_root: str | None = None,
+        on_duplicates: Literal["error", "warn", "keep"] = "warn",
+    ) -> Any:
+        """Evaluate a version (a number or an alias) on newly labelled data and store the report on it as the
+        evaluation `name` (default `<labels file stem>-<date>`): the store features joined point in time as in
+        training, the version scored by its serving runtime, the same report as training. Needs
+        `bottega[xgboost,store]`; see `bottega.training.reevaluate`. Returns the stored `EvaluationRead`."""
+        from bottega.training.reevaluate import Overrides, evaluate_version
+
+        over = Overrides(label_column, timestamp_column, key_columns, offline_root, on_duplicates)
+        return evaluate_version(
+            self, project, model, version, os.fspath(labels), name=name, description=description, overrides=over
+        )
+
     def get_online_features(
         self,
         project: str,

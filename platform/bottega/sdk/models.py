@@ -25,6 +25,9 @@ from bottega.api.registry.schemas import (
     AliasRead,
     ArtifactRead,
     BlobRead,
+    EvaluationCreate,
+    EvaluationRead,
+    EvaluationSummary,
     ModelCreate,
     ModelRead,
     ModelUpdate,
@@ -267,6 +270,54 @@ class ModelsAPI:
     def verify(self, project: str, model: str, version: int | str) -> VerifyReport:
         """Ask the server to re-hash every stored artifact of a version."""
         return VerifyReport.model_validate(self._t.json("POST", f"{self._version(project, model, version)}/verify"))
+
+    # -- evaluations ---------------------------------------------------------------------------------------------
+
+    def add_evaluation(
+        self,
+        project: str,
+        model: str,
+        version: int | str,
+        name: str,
+        *,
+        metrics: Mapping[str, float],
+        evaluation: Mapping[str, Any],
+        dataset: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> EvaluationRead:
+        """Store a named evaluation of a version (what `Client.evaluate_model` computes); Conflict if the name is
+        taken."""
+        body = _body(
+            EvaluationCreate,
+            name=name,
+            metrics=dict(metrics),
+            evaluation=dict(evaluation),
+            dataset=dict(dataset or {}),
+            description=description,
+        )
+        url = f"{self._version(project, model, version)}/evaluations"
+        return EvaluationRead.model_validate(self._t.json("POST", url, json=body))
+
+    def list_evaluations(self, project: str, model: str, version: int | str) -> builtins.list[EvaluationSummary]:
+        """A version's evaluations: `training` (its own) first, then the named ones."""
+        rows = self._t.json("GET", f"{self._version(project, model, version)}/evaluations")
+        return [EvaluationSummary.model_validate(row) for row in rows]
+
+    def get_evaluation(self, project: str, model: str, version: int | str, name: str) -> EvaluationRead:
+        url = f"{self._version(project, model, version)}/evaluations/{name}"
+        return EvaluationRead.model_validate(self._t.json("GET", url))
+
+    def delete_evaluation(self, project: str, model: str, version: int | str, name: str) -> None:
+        self._t.json("DELETE", f"{self._version(project, model, version)}/evaluations/{name}")
+
+    def compare_evaluations(
+        self, project: str, model: str, *, name: str | None = None, limit: int = 50, offset: int = 0
+    ) -> Page[EvaluationSummary]:
+        """Evaluations across versions, newest version first: all named ones, or those called `name`
+        (`training`: each version's own)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, **({"name": name} if name else {})}
+        body = self._t.json("GET", f"{self._models(project)}/{model}/evaluations", params=params)
+        return Page[EvaluationSummary].model_validate(body)
 
     # -- aliases -------------------------------------------------------------------------------------------------
 

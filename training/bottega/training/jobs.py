@@ -338,8 +338,11 @@ def run_train_job(ctx: JobContext[TrainJobParams]) -> dict[str, Any]:
 
 
 def job_types() -> list[JobType[Any]]:
-    """The entry point `bottega.job_types:training`."""
+    """The entry point `bottega.job_types:training` (training, and evaluation on new labels)."""
+    from bottega.training.evaluate_job import job_types as evaluation_types
+
     return [
+        *evaluation_types(),
         JobType(
             JOB_TYPE,
             "Train a model from a spec (inline or a file), register a version and optionally move an alias.",

@@ -21,8 +21,9 @@ from bottega.api.deps import BlobsDep, PrincipalDep, SessionDep, SettingsDep
 from bottega.api.pages import Page, PageParams
 from bottega.api.pagination import page_params
 from bottega.api.registry import blobs as blob_service
-from bottega.api.registry import service, versions
+from bottega.api.registry import evaluations, service, versions
 from bottega.api.registry.schemas import (
+    EVALUATION_NAME_PATTERN,
     MODEL_NAME_PATTERN,
     SHA256_PATTERN,
     VERSION_REF_PATTERN,
@@ -30,6 +31,9 @@ from bottega.api.registry.schemas import (
     AliasRead,
     ArtifactRead,
     BlobRead,
+    EvaluationCreate,
+    EvaluationRead,
+    EvaluationSummary,
     ModelCreate,
     ModelRead,
     ModelUpdate,
@@ -52,6 +56,7 @@ VersionRef = Annotated[
 AliasName = Annotated[str, Path(min_length=1, max_length=63)]
 Sha256 = Annotated[str, Path(pattern=SHA256_PATTERN)]
 PageDep = Annotated[PageParams, Depends(page_params)]
+EvaluationName = Annotated[str, Path(pattern=EVALUATION_NAME_PATTERN)]
 MODELS = "/projects/{project}/models"
 MODEL = MODELS + "/{model}"
 VERSION = MODEL + "/versions/{version}"
@@ -234,6 +239,69 @@ def verify_version(
 
 
 # -- aliases -----------------------------------------------------------------------------------------------------
+
+
+# -- evaluations -------------------------------------------------------------------------------------------------
+
+
+@router.post(VERSION + "/evaluations", status_code=status.HTTP_201_CREATED)
+def create_evaluation(
+    project: ProjectName,
+    model: ModelName,
+    version: VersionRef,
+    body: EvaluationCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> EvaluationRead:
+    """Store a named evaluation of the version on other labelled data (409 when the name is taken)."""
+    return evaluations.create(session, principal, project, model, version, body)
+
+
+@router.get(VERSION + "/evaluations")
+def list_version_evaluations(
+    project: ProjectName, model: ModelName, version: VersionRef, session: SessionDep, principal: PrincipalDep
+) -> list[EvaluationSummary]:
+    """The version's evaluations: `training` (its own) first, then the named ones, oldest first."""
+    return evaluations.list_for_version(session, principal, project, model, version)
+
+
+@router.get(VERSION + "/evaluations/{name}")
+def get_evaluation(
+    project: ProjectName,
+    model: ModelName,
+    version: VersionRef,
+    name: EvaluationName,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> EvaluationRead:
+    return evaluations.get(session, principal, project, model, version, name)
+
+
+@router.delete(VERSION + "/evaluations/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_evaluation(
+    project: ProjectName,
+    model: ModelName,
+    version: VersionRef,
+    name: EvaluationName,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> None:
+    evaluations.delete(session, principal, project, model, version, name)
+
+
+@router.get(MODEL + "/evaluations")
+def list_model_evaluations(
+    project: ProjectName,
+    model: ModelName,
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: PageDep,
+    name: Annotated[
+        str | None, Query(pattern=EVALUATION_NAME_PATTERN, description="only this name; training: each version's own")
+    ] = None,
+) -> Page[EvaluationSummary]:
+    """Evaluations across versions, newest version first: compare versions scored on the same labels."""
+    return evaluations.list_for_model(session, principal, project, model, name, page)
 
 
 @router.get(MODEL + "/aliases")

@@ -48,6 +48,9 @@ LINEAGE_MAX_BYTES = 64 * 1024
 MAX_ARTIFACTS = 10_000
 MAX_TAGS = 100
 SERVER_LINEAGE_KEYS = ("created_by", "created_at", "run_id")
+EVALUATION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+TRAINING_EVALUATION = "training"
+"""the reserved name of the evaluation training stored with the version"""
 
 Flavor = Literal["xgboost", "onnx", "torch", "python"]
 SignatureType = Literal[
@@ -345,3 +348,44 @@ class VerifyReport(BaseModel):
     version: int
     ok: bool
     artifacts: list[VerifyFile]
+
+
+class EvaluationCreate(BaseModel):
+    """A named evaluation of a version on other labelled data: the report training stores (`evaluation`), its
+    scalar metrics and what it was computed on (`dataset`: labels, rows, time range, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=EVALUATION_NAME_PATTERN, description="e.g. holdout-2026-12; `training` is reserved")
+    metrics: dict[MetricKey, MetricValue] = Field(default_factory=dict, max_length=1_000)
+    evaluation: Annotated[dict[str, Any], AfterValidator(_check_evaluation)] = Field(default_factory=dict)
+    dataset: dict[str, Any] = Field(default_factory=dict, description="what the evaluation was computed on")
+    description: str = Field(default="", max_length=10_000)
+
+    @field_validator("name")
+    @classmethod
+    def _not_training(cls, value: str) -> str:
+        if value == TRAINING_EVALUATION:
+            raise ValueError("`training` is the version's own evaluation; choose another name")
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        json_size(value, LINEAGE_MAX_BYTES, "dataset")
+        return value
+
+
+class EvaluationSummary(BaseModel):
+    model: str
+    version: int
+    name: str
+    metrics: dict[str, float]
+    dataset: dict[str, Any]
+    description: str
+    created_by: str
+    created_at: datetime
+
+
+class EvaluationRead(EvaluationSummary):
+    evaluation: dict[str, Any]

@@ -15,7 +15,13 @@ from bottega.api.db.tables.features import (
 )
 from bottega.api.db.tables.jobs import JobRun, JobSchedule
 from bottega.api.db.tables.projects import Project
-from bottega.api.db.tables.registry import Model, ModelAlias, ModelVersion, ModelVersionArtifact
+from bottega.api.db.tables.registry import (
+    Model,
+    ModelAlias,
+    ModelVersion,
+    ModelVersionArtifact,
+    ModelVersionEvaluation,
+)
 from bottega.api.db.tables.runs import Run, RunArtifact, RunLatestMetric, RunMetric, RunParam, RunTag
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "ModelAlias",
     "ModelVersion",
     "ModelVersionArtifact",
+    "ModelVersionEvaluation",
     "Project",
     "Run",
     "RunArtifact",

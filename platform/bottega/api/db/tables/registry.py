@@ -47,6 +47,24 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ModelVersionEvaluation(Base):
+    """A named evaluation of a version on other labelled data (a holdout period, newly labelled rows): the same
+    report training stores with the version, computed later. The version itself stays immutable."""
+
+    __tablename__ = "model_version_evaluations"
+    __table_args__ = (UniqueConstraint("version_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dataset: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ModelVersionArtifact(Base):
     __tablename__ = "model_version_artifacts"
 
