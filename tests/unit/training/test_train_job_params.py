@@ -54,11 +54,20 @@ def field_of(error: InvalidInput) -> str:
 
 
 def test_the_job_type_is_listed_with_a_params_schema() -> None:
-    (job_type,) = job_types()
-    assert job_type.name == JOB_TYPE
+    assert [t.name for t in job_types()] == [JOB_TYPE, "training.evaluate"]
+    job_type = job_types()[0]
     schema = job_type.read().params_schema
     assert {"spec", "spec_path", "run_name", "tags", "promote_alias", "only_if_better"} <= set(schema["properties"])
     assert JOB_TYPE in registry().names()
+
+
+def test_evaluation_job_params_are_checked_at_submission() -> None:
+    params = {"model": "churn", "version": "production", "labels": "/data/december.parquet", "name": "w-{date}"}
+    assert registry().validate("training.evaluate", params)["labels"] == "/data/december.parquet"
+    with pytest.raises(InvalidInput, match="labels"):
+        registry().validate("training.evaluate", {"model": "churn", "version": "3"})
+    with pytest.raises(InvalidInput, match="on_duplicates"):
+        registry().validate("training.evaluate", {**params, "on_duplicates": "drop"})
 
 
 def test_an_inline_spec_is_validated_and_kept_as_given() -> None:

@@ -342,11 +342,11 @@ def job_types() -> list[JobType[Any]]:
     from bottega.training.evaluate_job import job_types as evaluation_types
 
     return [
-        *evaluation_types(),
         JobType(
             JOB_TYPE,
             "Train a model from a spec (inline or a file), register a version and optionally move an alias.",
             run_train_job,
             TrainJobParams,
         ),
+        *evaluation_types(),
     ]
