@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bottega.core.keys import check_key_columns
+from bottega.core.names import FUNCTION_PATTERN, PROJECT_PATTERN
 from bottega.feature_store.types import NAME_RE, FeatureRef, GroupSchema, ValueType
 
 DURATION_RE = re.compile(r"^(\d+)(s|m|h|d|w)$")
@@ -218,7 +219,7 @@ class OnDemandFeatureGroup(_Definition):
     name: NamePattern
     entity: NamePattern
     features: list[Feature] = Field(min_length=1)
-    function: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+    function: str = Field(pattern=FUNCTION_PATTERN)
     mode: Literal["row", "pandas"] = "row"
     inputs: dict[NamePattern, str] = Field(default_factory=dict)
     request_features: list[RequestFeature] = Field(default_factory=list)
@@ -244,7 +245,7 @@ class OnDemandFeatureGroup(_Definition):
 class Definitions(_Definition):
     """A project's feature definitions, as written in a YAML file."""
 
-    project: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    project: str = Field(pattern=PROJECT_PATTERN)
     entities: list[Entity] = Field(default_factory=list)
     batch_groups: list[BatchFeatureGroup] = Field(default_factory=list)
     stream_groups: list[StreamingFeatureGroup] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bottega.api.jobs.types import JobContext, JobType
+from bottega.core.names import FEATURES_BATCH_JOB
 from bottega.feature_store.definitions import parse_duration
 
 
@@ -95,7 +96,7 @@ def job_types() -> list[JobType[Any]]:
     """The entry point `bottega.job_types:feature_store`."""
     return [
         JobType(
-            "features.batch",
+            FEATURES_BATCH_JOB,
             "Compute a batch feature group for a time range, write it offline and online.",
             run_batch_job,
             BatchParams,

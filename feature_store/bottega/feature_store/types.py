@@ -10,7 +10,9 @@ from enum import StrEnum
 from numbers import Real
 from typing import Any
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+from bottega.core.names import CATALOG_NAME_PATTERN
+
+NAME_RE = re.compile(CATALOG_NAME_PATTERN)
 
 
 class ValueType(StrEnum):

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+from bottega.core.names import FUNCTION_PATTERN
+
+FUNCTION_RE = re.compile(FUNCTION_PATTERN)
 
 
 class FunctionError(ValueError):

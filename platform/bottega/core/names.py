@@ -11,26 +11,60 @@ from __future__ import annotations
 import re
 from typing import Any
 
+# -- the grammars: every name rule of the platform, defined here once (tests/unit/foundation/test_names_once.py) --
+
+PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+"""projects (and user names): lowercase letters, digits and _ . -, starting with a letter or digit"""
+CATALOG_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+"""entities, join keys, feature groups, features, aggregations, request features: snake_case"""
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,126}$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+"""a model alias: never a number, so `{version}` in a path is a number or an alias"""
+VERSION_REF_PATTERN = r"^(?:[1-9][0-9]{0,8}|[a-z][a-z0-9_-]{0,62})$"
+EVALUATION_NAME_PATTERN = PROJECT_PATTERN
+"""a named evaluation of a model version (the projects' rule)"""
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,126}$"
+CATALOG_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}:[a-z][a-z0-9_]{0,62}:[a-z][a-z0-9_]{0,62}$"
+"""a feature reference the catalog can define: project:group:feature"""
+SIGNATURE_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z_][A-Za-z0-9_]{0,126}:[A-Za-z_][A-Za-z0-9_]{0,126}$"
+"""a feature reference as model signatures accept it (wider than the catalog's; see issue notes)"""
+COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+"""a column of a user's table named in a spec or a signature input"""
+FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+"""a Python function path module.sub:function"""
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+JOB_TYPE_PATTERN = MODEL_NAME_PATTERN
+"""a job type name such as training.train (the models' rule)"""
+MODEL_PATH_PATTERN = r"^model(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+"""a path into a model's parameters (tuning search spaces), e.g. model.params.max_depth"""
+TRACKING_RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
+"""an experiment-tracking run id (uuid4 hex)"""
+JOB_RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""a job run id as workers report it"""
+
+TRAIN_JOB = "training.train"
+EVALUATE_JOB = "training.evaluate"
+FEATURES_BATCH_JOB = "features.batch"
+BATCH_SCORE_JOB = "serving.batch_score"
+
 _SIMPLE = re.compile(r"^\^\[([^\]]+)\](?:\[([^\]]+)\])?\{(\d+)(?:,(\d+))?\}\$$")
 _RANGES = {"a-z": "lowercase letters", "A-Z": "uppercase letters", "0-9": "digits", "A-Za-z": "letters"}
 _PUNCTUATION = {" ": "space", "\\-": "-", "\\x21-\\x7e": "any printable character except space"}
 
 # Compound rules: references and paths that several simple parts make up.
 _KNOWN = {
-    r"^[a-z0-9][a-z0-9_.-]{0,62}:[a-z][a-z0-9_]{0,62}:[a-z][a-z0-9_]{0,62}$": (
+    CATALOG_REF_PATTERN: (
         "a feature reference project:group:feature (project: lowercase letters, digits and _ . -; group and "
         "feature: lowercase letters, digits and _, starting with a letter)"
     ),
-    r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z_][A-Za-z0-9_]{0,126}:[A-Za-z_][A-Za-z0-9_]{0,126}$": (
-        "a feature reference project:group:feature"
-    ),
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$": (
+    SIGNATURE_REF_PATTERN: ("a feature reference project:group:feature"),
+    FUNCTION_PATTERN: (
         "a Python path module.sub:function (identifiers separated by dots, a colon before the function)"
     ),
-    r"^(?:[1-9][0-9]{0,8}|[a-z][a-z0-9_-]{0,62})$": (
+    VERSION_REF_PATTERN: (
         "a version number (1, 2, ...) or an alias (lowercase letters, digits, _ and -, starting with a letter)"
     ),
-    r"^model(\.[A-Za-z_][A-Za-z0-9_]*)+$": "a path into the model such as model.layer1 (identifiers after model.)",
+    MODEL_PATH_PATTERN: "a path into the model such as model.layer1 (identifiers after model.)",
 }
 
 

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bottega.api.jobs.types import JobContext, JobType
+from bottega.core.names import EVALUATE_JOB
 
-JOB_TYPE = "training.evaluate"
+JOB_TYPE = EVALUATE_JOB
 
 
 class EvaluateParams(BaseModel):

@@ -23,14 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic_core import PydanticCustomError
 
 from bottega.api.jobs.types import JobContext, JobType
-from bottega.api.registry.schemas import ALIAS_PATTERN, TAG_KEY_PATTERN
+from bottega.core.names import ALIAS_PATTERN, TAG_KEY_PATTERN, TRAIN_JOB
 from bottega.training.spec import TASK_METRICS, SpecError, TrainingSpec, parse_spec
 
 if TYPE_CHECKING:
     from bottega.sdk import Client
     from bottega.training.runner import TrainResult
 
-JOB_TYPE = "training.train"
+JOB_TYPE = TRAIN_JOB
 CANDIDATE = "candidate"
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
 """Metrics where a smaller value is better; every other metric of TASK_METRICS is better when larger."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bottega.core.errors import InvalidInput
+from bottega.core.names import EVALUATION_NAME_PATTERN
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from bottega.sdk import Client
     from bottega.training.spec import TrainingSpec
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(EVALUATION_NAME_PATTERN)
 
 
 @dataclass(frozen=True)

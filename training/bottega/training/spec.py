@@ -45,15 +45,14 @@ from pydantic import (
     model_validator,
 )
 
-from bottega.api.registry.schemas import FEATURE_REF_PATTERN, MODEL_NAME_PATTERN
+from bottega.api.registry.schemas import FEATURE_REF_PATTERN
 from bottega.core.errors import InvalidInput
 from bottega.core.keys import check_key_columns
+from bottega.core.names import COLUMN_PATTERN, MODEL_NAME_PATTERN, PROJECT_PATTERN
 from bottega.training.torch.spec import TORCH_COMPUTES, TorchModel, check_compute
 from bottega.training.tuning.spec import TuningSpec, check_tuning, with_values
 
 Task = Literal["binary", "multiclass", "regression"]
-PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 DISTRIBUTED = ("spark", *TORCH_COMPUTES)
 """The distributed computes: XGBoost on Spark, PyTorch with torchrun, TorchDistributor or Horovod."""
 

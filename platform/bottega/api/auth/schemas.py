@@ -7,8 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from bottega.api.auth.principal import Role
+from bottega.core.names import PROJECT_PATTERN
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+NAME_PATTERN = PROJECT_PATTERN
 
 
 class KeyCreate(BaseModel):

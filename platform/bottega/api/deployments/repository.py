@@ -21,9 +21,10 @@ from bottega.api.db.tables import (
     Project,
 )
 from bottega.api.jobs import cron
+from bottega.core.names import BATCH_SCORE_JOB
 
 LATEST = "latest"
-BATCH_JOB_TYPE = "serving.batch_score"
+BATCH_JOB_TYPE = BATCH_SCORE_JOB
 SCHEDULE_PREFIX = "deployment."
 SCHEDULE_NAME_MAX = 63
 Change = tuple[DeploymentRevision, Deployment, str]

@@ -31,12 +31,17 @@ from pydantic import (
 
 from bottega.api.features.durations import Duration, PositiveDuration
 from bottega.core.keys import COLUMN_MAX, check_key_columns
+from bottega.core.names import (
+    CATALOG_NAME_PATTERN,
+    CATALOG_REF_PATTERN,
+    FUNCTION_PATTERN,
+    PROJECT_PATTERN,
+    SHA256_PATTERN,
+    TAG_KEY_PATTERN,
+)
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,126}$"
-REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}:[a-z][a-z0-9_]{0,62}:[a-z][a-z0-9_]{0,62}$"
-FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+NAME_PATTERN = CATALOG_NAME_PATTERN
+REF_PATTERN = CATALOG_REF_PATTERN
 RESERVED_COLUMNS = frozenset({"event_time"})
 DESCRIPTION_MAX = 10_000
 MAX_TAGS = 100
@@ -241,7 +246,7 @@ class OnDemandGroupDef(_GroupBase):
     mode: Literal["row", "pandas"] = "row"
     inputs: dict[Name, Annotated[str, Field(pattern=REF_PATTERN)]] = Field(default_factory=dict, max_length=1_000)
     request_features: list[RequestFeatureDef] = Field(default_factory=list, max_length=1_000)
-    code_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    code_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
 
     @model_validator(mode="after")
     def _inputs(self) -> OnDemandGroupDef:

@@ -11,7 +11,6 @@ from bottega.api.deps import PrincipalDep, SessionDep
 from bottega.api.jobs import dispatch, service
 from bottega.api.jobs.runtime import RuntimeDep
 from bottega.api.jobs.schemas import (
-    JOB_TYPE_PATTERN,
     RUN_ID_PATTERN,
     ClaimedRun,
     ClaimRequest,
@@ -29,6 +28,7 @@ from bottega.api.jobs.schemas import (
 )
 from bottega.api.pages import Page, PageParams
 from bottega.api.pagination import page_params
+from bottega.core.names import JOB_TYPE_PATTERN
 
 router = APIRouter(tags=["jobs"])
 ProjectName = Annotated[str, Path(pattern=NAME_PATTERN)]

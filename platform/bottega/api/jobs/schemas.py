@@ -8,13 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bottega.api.auth.schemas import NAME_PATTERN
+from bottega.core.names import JOB_RUN_ID_PATTERN, JOB_TYPE_PATTERN
 
 RunStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 FinalStatus = Literal["succeeded", "failed", "cancelled", "queued"]
 TERMINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES: tuple[str, ...] = ("running", "cancelling")
-JOB_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,126}$"
-RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RUN_ID_PATTERN = JOB_RUN_ID_PATTERN
 WORKER_PATTERN = r"^[\x21-\x7e]{1,127}$"
 LOG_TAIL_MAX_BYTES = 64 * 1024
 LOG_TAIL_MAX_LINES = 200

@@ -23,10 +23,6 @@ from bottega.api.pagination import page_params
 from bottega.api.registry import blobs as blob_service
 from bottega.api.registry import evaluations, service, versions
 from bottega.api.registry.schemas import (
-    EVALUATION_NAME_PATTERN,
-    MODEL_NAME_PATTERN,
-    SHA256_PATTERN,
-    VERSION_REF_PATTERN,
     AliasPut,
     AliasRead,
     ArtifactRead,
@@ -44,6 +40,7 @@ from bottega.api.registry.schemas import (
     VersionUpdate,
 )
 from bottega.core.errors import IntegrityFailure, InvalidInput, NotFound
+from bottega.core.names import EVALUATION_NAME_PATTERN, MODEL_NAME_PATTERN, SHA256_PATTERN, VERSION_REF_PATTERN
 
 log = logging.getLogger("bottega.api.registry")
 router = APIRouter(tags=["registry"])

@@ -33,22 +33,24 @@ from pydantic import (
 )
 
 from bottega.core.keys import COLUMN_MAX, check_key_columns
+from bottega.core.names import (
+    COLUMN_PATTERN,
+    EVALUATION_NAME_PATTERN,
+    MODEL_NAME_PATTERN,
+    SHA256_PATTERN,
+    SIGNATURE_REF_PATTERN,
+    TAG_KEY_PATTERN,
+)
 
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,126}$"
-ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 LATEST = "latest"
 RESERVED_ALIASES = frozenset({LATEST})
-VERSION_REF_PATTERN = r"^(?:[1-9][0-9]{0,8}|[a-z][a-z0-9_-]{0,62})$"
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
-TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,126}$"
-FEATURE_REF_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z_][A-Za-z0-9_]{0,126}:[A-Za-z_][A-Za-z0-9_]{0,126}$"
-FIELD_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+FEATURE_REF_PATTERN = SIGNATURE_REF_PATTERN
+FIELD_NAME_PATTERN = COLUMN_PATTERN
 EVALUATION_MAX_BYTES = 1024 * 1024
 LINEAGE_MAX_BYTES = 64 * 1024
 MAX_ARTIFACTS = 10_000
 MAX_TAGS = 100
 SERVER_LINEAGE_KEYS = ("created_by", "created_at", "run_id")
-EVALUATION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 TRAINING_EVALUATION = "training"
 """the reserved name of the evaluation training stored with the version"""
 

@@ -18,17 +18,9 @@ from bottega.api.db.base import utcnow
 from bottega.api.db.tables import Model, ModelAlias, ModelVersion, Project
 from bottega.api.pages import Page, PageParams
 from bottega.api.registry import repository as repo
-from bottega.api.registry.schemas import (
-    ALIAS_PATTERN,
-    LATEST,
-    RESERVED_ALIASES,
-    TAG_KEY_PATTERN,
-    AliasRead,
-    ModelCreate,
-    ModelRead,
-    ModelUpdate,
-)
+from bottega.api.registry.schemas import LATEST, RESERVED_ALIASES, AliasRead, ModelCreate, ModelRead, ModelUpdate
 from bottega.core.errors import Conflict, InvalidInput, NotFound
+from bottega.core.names import ALIAS_PATTERN, TAG_KEY_PATTERN
 
 
 def target(project: str, model: str, *rest: str) -> str:

@@ -8,7 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
-RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
+from bottega.core.names import TRACKING_RUN_ID_PATTERN
+
+RUN_ID_PATTERN = TRACKING_RUN_ID_PATTERN
 # Keys of params, metrics and tags: letters, digits, `_ - . /` and spaces (MLflow's alphabet), at most 255 chars.
 KEY_PATTERN = r"^[A-Za-z0-9_\-./ ]{1,255}$"
 NAME_MAX = 255

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bottega.api.jobs.types import JobContext, JobType
+from bottega.core.names import BATCH_SCORE_JOB
 from bottega.serving.batch.plan import DEFAULT_CHUNK_SIZE, BatchInputError, ScoreRequest
 
 if TYPE_CHECKING:
     from bottega.sdk import Client
 
-JOB_TYPE = "serving.batch_score"
+JOB_TYPE = BATCH_SCORE_JOB
 Engine = Literal["local", "spark"]
 
 

@@ -26,11 +26,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bottega.core.names import FUNCTION_PATTERN
+
 TORCH_COMPUTES = ("torchrun", "torch_distributor", "horovod")
 """The distributed launchers of PyTorch models: DDP (torchrun, Spark's TorchDistributor) or Horovod, each over
 `compute.processes` processes."""
 TORCH_COMPUTE_KINDS = ("local", *TORCH_COMPUTES)
-MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+MODULE_PATTERN = FUNCTION_PATTERN
 
 ParamScalar = str | int | float | bool
 LayerWidth = Annotated[int, Field(ge=1, le=65_536)]

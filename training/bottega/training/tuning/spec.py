@@ -27,7 +27,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PATH_PATTERN = r"^model(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+from bottega.core.names import MODEL_PATH_PATTERN
+
+PATH_PATTERN = MODEL_PATH_PATTERN
 FIXED_PATHS = ("model.type", "model.task")
 DEFAULT_METRIC = {"binary": "auc", "multiclass": "log_loss", "regression": "rmse"}
 MINIMIZED = frozenset({"log_loss", "rmse", "mae", "mape"})
