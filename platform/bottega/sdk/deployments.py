@@ -30,7 +30,7 @@ from bottega.api.pages import Page
 from bottega.core.errors import InvalidInput, Unavailable
 
 if TYPE_CHECKING:
-    from bottega.sdk.client import Transport
+    from bottega.sdk.transport import Transport
 
 Spec = OnlineSpec | BatchSpec | Mapping[str, Any]
 TrafficKey = str | tuple[str, int | str]

@@ -35,7 +35,7 @@ from bottega.api.pages import Page
 from bottega.core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from bottega.sdk.client import Transport
+    from bottega.sdk.transport import Transport
 
 
 def _params(**values: Any) -> dict[str, Any]:

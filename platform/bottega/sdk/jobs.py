@@ -25,7 +25,7 @@ from bottega.api.jobs.schemas import (
 from bottega.api.pages import Page
 
 if TYPE_CHECKING:
-    from bottega.sdk.client import Transport
+    from bottega.sdk.transport import Transport
 
 
 def _params(**values: Any) -> dict[str, Any]:

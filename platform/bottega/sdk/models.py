@@ -40,7 +40,7 @@ from bottega.api.registry.schemas import (
 from bottega.core.errors import IntegrityFailure, InvalidInput, NotFound
 
 if TYPE_CHECKING:
-    from bottega.sdk.client import Transport
+    from bottega.sdk.transport import Transport
 
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int], None]
@@ -385,7 +385,7 @@ class ModelsAPI:
             raise
 
     def _stream_into(self, url: str, artifact: ArtifactRead, out: Any, meter: _Meter) -> tuple[str, int, str | None]:
-        from bottega.sdk.client import raise_for_problem  # the client module imports this one
+        from bottega.sdk.transport import raise_for_problem
 
         digest = hashlib.sha256()
         size = 0

@@ -67,7 +67,7 @@ class PredictionClient:
         datetime or ISO-8601 text) replays history: the store features are joined point in time from the offline
         store at that time instead of read from the online store (at most `BOTTEGA_SERVE_AS_OF_MAX_ROWS` rows,
         default 100), and the answer and the prediction log say so."""
-        from bottega.sdk.client import raise_for_problem
+        from bottega.sdk.transport import raise_for_problem
 
         headers: dict[str, str] = {}
         if version is not None:

@@ -12,7 +12,7 @@ from bottega.api.pages import Page
 from bottega.api.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
 
 if TYPE_CHECKING:
-    from bottega.sdk.client import Transport
+    from bottega.sdk.transport import Transport
 
 
 def _params(**values: Any) -> dict[str, Any]:

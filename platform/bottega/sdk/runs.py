@@ -39,7 +39,7 @@ from bottega.api.runs.schemas import (
 from bottega.core.errors import IntegrityFailure, InvalidInput
 
 if TYPE_CHECKING:
-    from bottega.sdk.client import Transport
+    from bottega.sdk.transport import Transport
 
 CHUNK = 1024 * 1024
 SHA_HEADER = "X-Bottega-Sha256"
@@ -312,7 +312,7 @@ class RunsAPI:
         return target
 
     def _stream_into(self, url: str, path: str, out: Any, progress: Progress | None) -> None:
-        from bottega.sdk.client import raise_for_problem
+        from bottega.sdk.transport import raise_for_problem
 
         with self._t.http.stream("GET", url, headers=self._t.headers) as response:
             if response.is_error:

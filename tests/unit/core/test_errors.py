@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from bottega.core.errors import BottegaError, Conflict, NotFound, PayloadTooLarge, error_class_for
-from bottega.sdk.client import raise_for_problem
+from bottega.sdk.transport import raise_for_problem
 
 
 def test_problem_document_shape() -> None:
