@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bottega.core.errors import PROBLEM_PREFIX, BottegaError, PayloadTooLarge
-from bottega.core.names import explain, field_path
+from bottega.core.names import field_errors
 
 log = logging.getLogger("bottega.api")
 PROBLEM_JSON = "application/problem+json"
@@ -36,16 +36,6 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _error_entry(err: Any) -> dict[str, Any]:
-    """One validation error for `errors[]`: the field, the rule in words with the value, and for machines the
-    pydantic type (and the pattern, where one was broken)."""
-    entry = {"field": field_path(err.get("loc", ())), "message": explain(err), "type": err.get("type")}
-    pattern = (err.get("ctx") or {}).get("pattern")
-    if pattern is not None:
-        entry["pattern"] = str(pattern)
-    return entry
-
-
 async def _domain(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BottegaError)
     if exc.status >= 500:
@@ -56,8 +46,7 @@ async def _domain(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_error_entry(err) for err in exc.errors()]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    errors, detail = field_errors(exc.errors())
     return problem(422, "invalid-input", "Invalid input", detail or "invalid request", errors=errors)
 
 

@@ -9,6 +9,7 @@ pydantic error into a message that states the rule and the offending value.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 # -- the grammars: every name rule of the platform, defined here once (tests/unit/foundation/test_names_once.py) --
@@ -114,7 +115,7 @@ def _first_words(spec: str) -> str:
     return words.replace("digits", "a digit")
 
 
-def explain(error: dict[str, Any]) -> str:
+def explain(error: Mapping[str, Any]) -> str:
     """One pydantic error (a dict from `ValidationError.errors()`) as a message with the rule and the value."""
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
@@ -145,3 +146,21 @@ def explain_all(errors: list[dict[str, Any]], limit: int = 10) -> str:
         parts.append(f"{where}: {explain(error)}" if where else explain(error))
     more = len(errors) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def field_error(err: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One pydantic error as an `errors[]` entry: the field (under `prefix`), the rule in words with the value, and
+    for machines the pydantic type (and the pattern, where one was broken)."""
+    loc = [prefix] if prefix else []
+    entry = {"field": field_path([*loc, *err.get("loc", ())]), "message": explain(err), "type": err.get("type")}
+    pattern = (err.get("ctx") or {}).get("pattern")
+    if pattern is not None:
+        entry["pattern"] = str(pattern)
+    return entry
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> tuple[list[dict[str, Any]], str]:
+    """(the `errors[]` entries, a one-line detail naming at most ten fields) of pydantic errors: the one helper every
+    ValidationError -> 422 path uses (API requests, job params, deployment specs, SDK bodies)."""
+    entries = [field_error(err, prefix) for err in errors]
+    return entries, "; ".join(f"{e['field']}: {e['message']}" for e in entries[:10])

@@ -38,6 +38,7 @@ from bottega.api.registry.schemas import (
     VersionSummary,
 )
 from bottega.core.errors import IntegrityFailure, InvalidInput, NotFound
+from bottega.core.names import field_errors
 
 if TYPE_CHECKING:
     from bottega.sdk.transport import Transport
@@ -111,11 +112,7 @@ def _body(schema: type[BaseModel], **fields: Any) -> dict[str, Any]:
     try:
         return schema.model_validate(fields).model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+        errors, detail = field_errors(exc.errors())
         raise InvalidInput(detail, errors=errors) from exc
 
 

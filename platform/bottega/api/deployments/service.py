@@ -34,6 +34,7 @@ from bottega.api.deployments.schemas import (
 )
 from bottega.api.pages import Page, PageParams
 from bottega.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from bottega.core.names import field_errors
 
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 ETAG = re.compile(r'^\s*(?:W/)?(?:"(\d{1,10})"|(\d{1,10}))\s*$')
@@ -90,24 +91,12 @@ def _current(session: Session, deployment: Deployment) -> DeploymentRevision:
     return row
 
 
-def _errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": ".".join([prefix, *(str(p) for p in err.get("loc", ()))]),
-            "message": err.get("msg", ""),
-            "type": err.get("type"),
-        }
-        for err in exc.errors()
-    ]
-
-
 def _parse(kind: str, spec: dict[str, Any]) -> OnlineSpec | BatchSpec:
     model = OnlineSpec if kind == "online" else BatchSpec
     try:
         return model.model_validate(spec)
     except ValidationError as exc:
-        errors = _errors(exc, "body.spec")
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+        errors, detail = field_errors(exc.errors(), "body.spec")
         raise InvalidInput(f"not a valid {kind} spec: {detail}", errors=errors) from exc
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bottega.api.jobs.schemas import LOG_TAIL_MAX_BYTES, LOG_TAIL_MAX_LINES, JobTypeRead
 from bottega.core.errors import InvalidInput
+from bottega.core.names import field_errors
 
 if TYPE_CHECKING:
     from bottega.sdk.client import Client
@@ -162,15 +163,7 @@ class JobContext(Generic[P]):
 
 def params_error(exc: ValidationError, prefix: str = "params") -> InvalidInput:
     """A 422 naming each invalid field, in the same shape as request validation errors."""
-    errors = [
-        {
-            "field": ".".join([prefix, *(str(part) for part in err.get("loc", ()))]),
-            "message": err.get("msg", ""),
-            "type": err.get("type"),
-        }
-        for err in exc.errors()
-    ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    errors, detail = field_errors(exc.errors(), prefix)
     return InvalidInput(detail or "invalid params", errors=errors)
 
 
