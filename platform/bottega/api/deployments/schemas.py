@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bottega.api.auth.schemas import NAME_PATTERN
 from bottega.api.registry.schemas import FEATURE_REF_PATTERN
+from bottega.core.names import ALIAS_PATTERN, MODEL_NAME_PATTERN
 
-MODEL_NAME = Field(min_length=1, max_length=127, pattern=r"^[^\s/@:]+$", description="a registered model's name")
-ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
+# The registry's own grammars: every reference must resolve to a registered model (and alias) when a revision is
+# written, so stored specs already satisfy them; they only make a bad name a clear 422 before the lookup.
+MODEL_NAME = Field(pattern=MODEL_NAME_PATTERN, description="a registered model's name")
 MAX_TARGETS = 32
 MAX_REASON = 2_000
 WATCH_MAX_TIMEOUT_S = 30.0

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bottega.api.jobs.types import JobContext, JobType
-from bottega.core.names import BATCH_SCORE_JOB
+from bottega.core.names import ALIAS_PATTERN, BATCH_SCORE_JOB, MODEL_NAME_PATTERN, PROJECT_PATTERN
 from bottega.serving.batch.plan import DEFAULT_CHUNK_SIZE, BatchInputError, ScoreRequest
 
 if TYPE_CHECKING:
@@ -54,10 +54,12 @@ class Options(BaseModel):
 class BatchScoreParams(Options):
     model_config = ConfigDict(extra="forbid")
 
-    deployment: str | None = Field(default=None, min_length=1, description="a batch deployment of the project")
-    model: str | None = Field(default=None, min_length=1, description="without a deployment: the model")
+    deployment: str | None = Field(
+        default=None, pattern=PROJECT_PATTERN, description="a batch deployment of the project"
+    )
+    model: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN, description="without a deployment: the model")
     version: int | None = Field(default=None, ge=1, description="its version number")
-    alias: str | None = Field(default=None, min_length=1, description="or an alias such as champion")
+    alias: str | None = Field(default=None, pattern=ALIAS_PATTERN, description="or an alias such as champion")
     input: str | None = Field(default=None, min_length=1, description="without a deployment: Parquet or CSV")
     output: str | None = Field(default=None, min_length=1, description="without a deployment: where to write")
 
