@@ -344,3 +344,11 @@ def test_bad_aliases(api: ApiHarness, owner: str, tmp_path: Path) -> None:
     response = api.call("PUT", "/api/v1/projects/eats/models/eta/aliases/prod", owner, json={"version": 0})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.version"
+
+
+def test_new_versions_name_store_features_the_catalog_can_define(api: ApiHarness, owner: str, tmp_path: Path) -> None:
+    weights = tmp_path / "w.bin"
+    weights.write_text("w")
+    signature = {"store_features": ["eats:Restaurant_Stats:prep_time"]}
+    with pytest.raises(InvalidInput, match="the catalog cannot define it"):
+        api.sdk(owner).models.register_version("eats", "eta", "xgboost", {"model.bin": weights}, signature=signature)

@@ -34,12 +34,14 @@ from pydantic import (
 
 from bottega.core.keys import COLUMN_MAX, check_key_columns
 from bottega.core.names import (
+    CATALOG_REF_PATTERN,
     COLUMN_PATTERN,
     EVALUATION_NAME_PATTERN,
     MODEL_NAME_PATTERN,
     SHA256_PATTERN,
     SIGNATURE_REF_PATTERN,
     TAG_KEY_PATTERN,
+    describe_pattern,
 )
 
 LATEST = "latest"
@@ -251,6 +253,19 @@ class VersionCreate(BaseModel):
     from_run_artifacts: bool | Annotated[list[ArtifactSelector], Field(max_length=MAX_ARTIFACTS)] = Field(
         default=False, description="true: every artifact of the run; a list: these paths (`dir/` for a folder)"
     )
+
+    @field_validator("signature")
+    @classmethod
+    def _catalog_refs(cls, value: Signature) -> Signature:
+        """New versions name store features the catalog can define (reads keep the wider grammar older versions
+        were stored with)."""
+        bad = [ref for ref in value.store_features if not re.match(CATALOG_REF_PATTERN, ref)]
+        if bad:
+            raise ValueError(
+                f"store_features: {bad[0]!r} is not {describe_pattern(CATALOG_REF_PATTERN)}; the catalog cannot "
+                "define it"
+            )
+        return value
 
     @field_validator("artifacts")
     @classmethod
