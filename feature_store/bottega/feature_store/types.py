@@ -10,9 +10,10 @@ from enum import StrEnum
 from numbers import Real
 from typing import Any
 
-from bottega.core.names import CATALOG_NAME_PATTERN
+from bottega.core.names import CATALOG_NAME_PATTERN, PROJECT_PATTERN, describe_pattern
 
 NAME_RE = re.compile(CATALOG_NAME_PATTERN)
+PROJECT_RE = re.compile(PROJECT_PATTERN)
 
 
 class ValueType(StrEnum):
@@ -67,6 +68,8 @@ class FeatureRef:
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"feature reference {text!r} must look like project:group:feature")
         project, group, feature = parts
+        if not PROJECT_RE.match(project):
+            raise ValueError(f"feature reference {text!r}: the project must be {describe_pattern(PROJECT_PATTERN)}")
         return cls(project, check_name("group", group), check_name("feature", feature))
 
     @property

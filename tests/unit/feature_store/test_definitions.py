@@ -88,3 +88,5 @@ def test_durations_and_refs() -> None:
         FeatureRef.parse("eats:stats")
     with pytest.raises(ValueError, match="feature name"):
         FeatureRef.parse("eats:stats:Bad-Name")
+    with pytest.raises(ValueError, match=r"the project must be lowercase letters, digits and _ \. -"):
+        FeatureRef.parse("Eats Team:stats:avg")  # the catalog's project rule, as everywhere else
