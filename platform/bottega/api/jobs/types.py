@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bottega.sdk.client import Client
 
 ENTRY_POINT_GROUP = "bottega.job_types"
+BUILTIN_ENTRY_POINT = "bottega.api.jobs.builtin:job_types"
 P = TypeVar("P", bound=BaseModel)
 log = logging.getLogger("bottega.jobs")
 
@@ -177,10 +178,11 @@ class JobTypeRegistry:
 
     @classmethod
     def discover(cls, *, builtins: bool = True, group: str = ENTRY_POINT_GROUP) -> JobTypeRegistry:
-        """The built-in types plus every type registered under the entry-point group.
+        """The built-in types (`builtins`) plus every type registered under the entry-point group.
 
-        A plugin that fails to load, or that redefines a name already taken, is logged and skipped: one broken
-        component must not take the API down.
+        The built-ins are added from their module once; the distribution's own `builtin` entry point is skipped so
+        they never arrive twice (nor at all with `builtins=False`). A plugin that fails to load, or that redefines a
+        name already taken, is logged and skipped: one broken component must not take the API down.
         """
         registry = cls()
         if builtins:
@@ -189,6 +191,8 @@ class JobTypeRegistry:
             for job_type in job_types():
                 registry.add(job_type)
         for point in entry_points(group=group):
+            if point.value == BUILTIN_ENTRY_POINT:
+                continue
             try:
                 loaded = point.load()
                 found = loaded() if callable(loaded) else loaded
