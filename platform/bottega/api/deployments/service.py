@@ -32,11 +32,11 @@ from bottega.api.deployments.schemas import (
     OnlineSpec,
     RevisionRead,
 )
+from bottega.api.jobs import cron
 from bottega.api.pages import Page, PageParams
 from bottega.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from bottega.core.names import field_errors
 
-CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 ETAG = re.compile(r'^\s*(?:W/)?(?:"(\d{1,10})"|(\d{1,10}))\s*$')
 
 
@@ -154,26 +154,12 @@ def _cron_error(message: str) -> InvalidInput:
 
 
 def _normalized_cron(expression: str) -> str:
-    """The schedule with single spaces, in the grammar of the platform scheduler (UTC): 5 fields, 6 with seconds
-    first, or an alias such as `@daily`; one that never fires (`0 0 31 2 *`) is refused too."""
-    from croniter import CroniterBadCronError, CroniterBadDateError, croniter
-
-    normalized = " ".join(expression.split())
-    fields = normalized.split(" ")
-    if normalized.lower() in CRON_ALIASES:
-        return normalized.lower()
-    if len(fields) not in (5, 6):
-        raise _cron_error(
-            f"{expression!r} has {len(fields)} fields: a schedule is a cron expression with 5 fields "
-            "(minute hour day month weekday, e.g. `0 3 * * *`), 6 with seconds first, or an alias like `@daily`"
-        )
-    if not croniter.is_valid(normalized, second_at_beginning=True):
-        raise _cron_error(f"{expression!r} is not a valid cron expression (e.g. `0 3 * * *`)")
+    """The schedule normalized (`jobs.cron.normalize`: 5 fields, 6 with seconds first, or an alias such as `@daily`,
+    in UTC; one that never fires, `0 0 31 2 *`, is refused too)."""
     try:
-        croniter(normalized, utcnow(), second_at_beginning=True).get_next(float)
-    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
-        raise _cron_error(f"the schedule {expression!r} never fires") from exc
-    return normalized
+        return cron.normalize(expression, utcnow())
+    except cron.CronError as exc:
+        raise _cron_error(str(exc)) from exc
 
 
 def revision_read(row: DeploymentRevision) -> RevisionRead:

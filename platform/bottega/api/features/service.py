@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from sqlalchemy.orm import Session
 
 from bottega.api import access
@@ -46,11 +45,11 @@ from bottega.api.features.schemas import (
     StreamGroupDef,
     StreamGroupRegister,
 )
+from bottega.api.jobs import cron
 from bottega.api.pages import Page, PageParams
 from bottega.core.errors import Conflict, NotFound
 from bottega.core.keys import check_key_columns
 
-CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 AUDITED_CHANGES = 50
 GroupDef = BatchGroupDef | StreamGroupDef | OnDemandGroupDef
 
@@ -81,27 +80,14 @@ def refs_of(project: str, group: str, definition: dict[str, Any]) -> list[str]:
 
 
 def _checked_schedule(schedule: str | None) -> str | None:
-    """The schedule with single spaces (cron in UTC, as the platform scheduler reads it: 5 fields, 6 with seconds
-    first, or an alias); a 422 naming `schedule` when croniter cannot use it."""
+    """The schedule normalized (`jobs.cron.normalize`: cron in UTC as the platform scheduler reads it); a 422 naming
+    `schedule` when it cannot be used."""
     if schedule is None:
         return None
-    normalized = " ".join(schedule.split())
-    if normalized.lower() in CRON_ALIASES:
-        return normalized.lower()
-    fields = normalized.split(" ") if normalized else []
-    if len(fields) not in (5, 6):
-        raise field_error(
-            "body.schedule",
-            f"{schedule!r} has {len(fields)} fields; use 5 (minute hour day month weekday), 6 with seconds first, "
-            "or an alias such as @daily",
-        )
-    if not croniter.is_valid(normalized, second_at_beginning=True):
-        raise field_error("body.schedule", f"{schedule!r} is not a valid cron expression")
     try:
-        croniter(normalized, datetime.now(UTC), second_at_beginning=True).get_next(datetime)
-    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
-        raise field_error("body.schedule", f"{schedule!r} never fires ({exc})") from exc
-    return normalized
+        return cron.normalize(schedule, datetime.now(UTC))
+    except cron.CronError as exc:
+        raise field_error("body.schedule", str(exc)) from exc
 
 
 def _checked(definition: GroupDef, entity: FeatureEntity) -> GroupDef:

@@ -20,25 +20,37 @@ def _iterator(expr: str, start: datetime) -> croniter:
     return croniter(expr, start, second_at_beginning=True)
 
 
-def validate(expr: str, now: datetime) -> str:
-    """The normalized expression (single spaces); InvalidInput naming the field `cron` when it is not usable."""
+class CronError(ValueError):
+    """A cron expression the platform scheduler cannot use; the message says why and how to write one."""
+
+
+def normalize(expr: str, now: datetime) -> str:
+    """The expression with single spaces (an alias lowercased): the one check every schedule goes through (job
+    schedules, batch feature groups, batch deployments); CronError when it is not usable or never fires."""
     normalized = " ".join(expr.split())
-    fields = normalized.split(" ")
+    fields = normalized.split(" ") if normalized else []
     if normalized.lower() in ALIASES:
-        normalized = normalized.lower()
-    elif len(fields) not in (5, 6):
-        raise InvalidInput(
-            f"cron: {expr!r} has {len(fields)} fields; use 5 (minute hour day month weekday) "
-            "or 6 with seconds first (second minute hour day month weekday)",
-            field="cron",
+        return normalized.lower()
+    if len(fields) not in (5, 6):
+        raise CronError(
+            f"{expr!r} has {len(fields)} fields; use 5 (minute hour day month weekday, e.g. `0 3 * * *`), 6 with "
+            "seconds first (second minute hour day month weekday), or an alias such as @daily"
         )
-    elif not croniter.is_valid(normalized, second_at_beginning=True):
-        raise InvalidInput(f"cron: {expr!r} is not a valid cron expression", field="cron")
+    if not croniter.is_valid(normalized, second_at_beginning=True):
+        raise CronError(f"{expr!r} is not a valid cron expression (e.g. `0 3 * * *`)")
     try:
         next_after(normalized, now)
     except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
-        raise InvalidInput(f"cron: {expr!r} never fires ({exc})", field="cron") from exc
+        raise CronError(f"{expr!r} never fires ({exc})") from exc
     return normalized
+
+
+def validate(expr: str, now: datetime) -> str:
+    """`normalize` for a job schedule: InvalidInput naming the field `cron`."""
+    try:
+        return normalize(expr, now)
+    except CronError as exc:
+        raise InvalidInput(f"cron: {exc}", field="cron") from exc
 
 
 def next_after(expr: str, moment: datetime) -> datetime:
