@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 
+from bottega.api import etags
 from bottega.api.auth.principal import Principal
 from bottega.api.auth.schemas import NAME_PATTERN
 from bottega.api.deployments import service, watch
@@ -35,7 +36,7 @@ ITEM = BASE + "/{name}"
 
 
 def _tagged(response: Response, read: DeploymentRead) -> DeploymentRead:
-    response.headers["ETag"] = service.etag(read.revision)
+    response.headers["ETag"] = etags.etag(read.revision)
     return read
 
 
@@ -86,7 +87,7 @@ def update_deployment(
     The revision the change is based on is required, as `If-Match: "N"` or `expected_revision`: 412 without one,
     409 (with `current_revision`) when it is no longer the current revision.
     """
-    expected = service.parse_etag(if_match)
+    expected = etags.parse_etag(if_match)
     return _tagged(response, service.update(session, principal, project, name, body, expected))
 
 
@@ -101,7 +102,7 @@ def rollback_deployment(
     if_match: IfMatch = None,
 ) -> DeploymentRead:
     """Restore the spec of the previous revision (or of `to_revision`) as a new revision."""
-    expected = service.parse_etag(if_match)
+    expected = etags.parse_etag(if_match)
     return _tagged(response, service.rollback(session, principal, project, name, body, expected))
 
 
@@ -116,7 +117,7 @@ def undeploy_deployment(
     if_match: IfMatch = None,
 ) -> DeploymentRead:
     """Undeploy (owners): a new revision with `active=false`; the history stays and a PUT redeploys it."""
-    expected = service.parse_etag(if_match)
+    expected = etags.parse_etag(if_match)
     return _tagged(response, service.undeploy(session, principal, project, name, reason, expected))
 
 
@@ -167,12 +168,12 @@ async def watch_deployments(
     """
     by_header = since is None and if_none_match is not None
     if by_header:
-        since = service.parse_etag(if_none_match, "If-None-Match")
+        since = etags.parse_etag(if_none_match, "If-None-Match")
     result = await watch.long_poll(request, principal, since, timeout, project)
     if result is None:
         assert since is not None
         if by_header:
-            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": service.etag(since)})
+            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etags.etag(since)})
         result = WatchResult(sequence=since, changes=[])
-    response.headers["ETag"] = service.etag(result.sequence)
+    response.headers["ETag"] = etags.etag(result.sequence)
     return result

@@ -7,7 +7,6 @@ is no longer current is refused with 409, so no update is ever lost.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,22 +35,6 @@ from bottega.api.jobs import cron
 from bottega.api.pages import Page, PageParams
 from bottega.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from bottega.core.names import field_errors
-
-ETAG = re.compile(r'^\s*(?:W/)?(?:"(\d{1,10})"|(\d{1,10}))\s*$')
-
-
-def parse_etag(value: str | None, header: str = "If-Match") -> int | None:
-    """The revision in an `If-Match`-style header (`"3"`, `3` or `W/"3"`), or None when the header is absent."""
-    if value is None:
-        return None
-    match = ETAG.match(value)
-    if match is None:
-        raise InvalidInput(f'{header} must be a revision number in quotes, like "3"; got {value[:40]!r}')
-    return int(match.group(1) or match.group(2))
-
-
-def etag(revision: int) -> str:
-    return f'"{revision}"'
 
 
 def _expected(body: int | None, header: int | None, *, required: bool, current: int) -> int | None:
