@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from bottega.api.auth import repository as auth_repo
 from bottega.api.auth.principal import Principal, Role
 from bottega.api.db.tables import Project
-from bottega.core.errors import Conflict, Forbidden, NotFound
+from bottega.core.errors import Conflict, Forbidden, ProjectNotFound
 
 
 def role_in(session: Session, principal: Principal, project: Project) -> Role | None:
@@ -31,7 +31,7 @@ def project_for(
     """
     project = session.scalar(select(Project).where(Project.name == name))
     if project is None:
-        raise NotFound(f"project {name!r} does not exist")
+        raise ProjectNotFound(f"project {name!r} does not exist", project=name)
     role = role_in(session, principal, project)
     if role is None:
         raise Forbidden(f"{principal.user!r} has no role in project {name!r}")

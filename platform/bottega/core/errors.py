@@ -17,11 +17,17 @@ class BottegaError(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal error"
+    fields: ClassVar[tuple[str, ...]] = ()
+    """the typed attributes of a domain subclass, read from (and sent as) the problem's extra members"""
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.http_status: int = self.status
+        """the HTTP status of the answer (the SDK sets the one the server sent)"""
+        for name in self.fields:
+            setattr(self, name, extra.get(name))
 
     @property
     def type(self) -> str:
@@ -77,6 +83,46 @@ class PayloadTooLarge(BottegaError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+# -- domain subclasses: typed attributes, their own slug; the SDK re-raises them by slug ----------------------------
+
+
+class ProjectNotFound(NotFound):
+    slug = "project-not-found"
+    title = "Project not found"
+    fields = ("project",)
+    project: str | None
+
+
+class ModelNotFound(NotFound):
+    """No such model, or no such version or alias of it (`version` says which was asked for)."""
+
+    slug = "model-not-found"
+    title = "Model not found"
+    fields = ("project", "model", "version")
+    project: str | None
+    model: str | None
+    version: str | None
+
+
+class StaleRevision(Conflict):
+    """A change based on a revision that is no longer the current one (optimistic concurrency)."""
+
+    slug = "stale-revision"
+    title = "Stale revision"
+    fields = ("current_revision", "expected_revision")
+    current_revision: int | None
+    expected_revision: int | None
+
+
+class RevisionRequired(PreconditionFailed):
+    """A change that does not say which revision it is based on."""
+
+    slug = "revision-required"
+    title = "Revision required"
+    fields = ("current_revision",)
+    current_revision: int | None
 
 
 class IntegrityFailure(BottegaError):

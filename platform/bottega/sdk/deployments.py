@@ -126,7 +126,7 @@ class DeploymentsAPI:
     def update(
         self, project: str, name: str, spec: Spec, *, expected_revision: int, reason: str = ""
     ) -> DeploymentRead:
-        """Write revision `expected_revision + 1`; raises Conflict (with `.extra["current_revision"]`) when the
+        """Write revision `expected_revision + 1`; raises StaleRevision (a Conflict; `.current_revision`) when the
         deployment moved on meanwhile. Redeploys an undeployed deployment."""
         body = DeploymentUpdate(spec=_spec(spec), reason=reason, expected_revision=expected_revision)
         payload = body.model_dump(mode="json")

@@ -40,5 +40,5 @@ def raise_for_problem(response: httpx.Response) -> None:
     detail = str(body.get("detail") or response.text[:500] or response.reason_phrase)
     extra = {k: v for k, v in body.items() if k not in {"type", "title", "status", "detail"}}
     error: BottegaError = cls(detail, **extra)
-    error.http_status = response.status_code  # type: ignore[attr-defined]
+    error.http_status = response.status_code
     raise error

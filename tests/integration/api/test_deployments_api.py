@@ -9,7 +9,7 @@ from api_harness import ApiHarness
 from sqlalchemy import select
 
 from bottega.api.db.tables import Model, ModelAlias, ModelVersion, Project
-from bottega.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from bottega.core.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed, StaleRevision
 
 BASE = "/api/v1/projects/eats/deployments"
 
@@ -227,7 +227,8 @@ def test_update_needs_the_current_revision(api: ApiHarness, owner: str) -> None:
     assert (stale.json()["current_revision"], stale.json()["expected_revision"]) == (2, 1)
     with pytest.raises(Conflict, match="is at revision 2, not 1") as caught:
         sdk.deployments.update("eats", "d", spec, expected_revision=1)
-    assert caught.value.extra["current_revision"] == 2
+    assert isinstance(caught.value, StaleRevision)
+    assert (caught.value.current_revision, caught.value.expected_revision) == (2, 1)
     with pytest.raises(PreconditionFailed):
         api.sdk(owner).transport.json("PUT", f"{BASE}/d", json={"spec": spec})
     both = api.call("PUT", f"{BASE}/d", owner, json={"spec": spec, "expected_revision": 2}, headers={"If-Match": '"1"'})

@@ -5,7 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bottega.core.errors import BottegaError, Conflict, NotFound, PayloadTooLarge, error_class_for
+from bottega.core.errors import (
+    BottegaError,
+    Conflict,
+    ModelNotFound,
+    NotFound,
+    PayloadTooLarge,
+    StaleRevision,
+    error_class_for,
+)
 from bottega.sdk.transport import raise_for_problem
 
 
@@ -48,3 +56,16 @@ def test_sdk_error_for_a_non_json_failure() -> None:
     response = httpx.Response(502, text="bad gateway", request=httpx.Request("GET", "http://x/"))
     with pytest.raises(BottegaError, match="bad gateway"):
         raise_for_problem(response)
+
+
+def test_domain_subclasses_come_back_typed_by_slug() -> None:
+    problem = StaleRevision("stale", current_revision=4, expected_revision=3).to_problem()
+    assert (problem["type"], problem["status"]) == ("urn:bottega:problem:stale-revision", 409)
+    response = httpx.Response(409, json=problem, request=httpx.Request("PUT", "http://x/api/v1/y"))
+    with pytest.raises(Conflict) as info:  # still a Conflict for callers that catch the general class
+        raise_for_problem(response)
+    assert type(info.value) is StaleRevision
+    assert (info.value.current_revision, info.value.expected_revision, info.value.http_status) == (4, 3, 409)
+    assert error_class_for("urn:bottega:problem:model-not-found", 404) is ModelNotFound
+    assert issubclass(ModelNotFound, NotFound)
+    assert NotFound("gone").http_status == 404

@@ -33,7 +33,7 @@ from bottega.api.deployments.schemas import (
 )
 from bottega.api.jobs import cron
 from bottega.api.pages import Page, PageParams
-from bottega.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from bottega.core.errors import Conflict, InvalidInput, NotFound, RevisionRequired, StaleRevision
 from bottega.core.names import field_errors
 
 
@@ -42,7 +42,7 @@ def _expected(body: int | None, header: int | None, *, required: bool, current: 
         raise InvalidInput(f"If-Match says revision {header} but expected_revision says {body}; send one of them")
     expected = body if body is not None else header
     if expected is None and required:
-        raise PreconditionFailed(
+        raise RevisionRequired(
             f"changing a deployment needs the revision it is based on (the current one is {current}): send the "
             f'header `If-Match: "{current}"` or `expected_revision: {current}` in the body, so that concurrent '
             "changes are never lost",
@@ -51,8 +51,8 @@ def _expected(body: int | None, header: int | None, *, required: bool, current: 
     return expected
 
 
-def _stale(name: str, expected: int, current: int) -> Conflict:
-    return Conflict(
+def _stale(name: str, expected: int, current: int) -> StaleRevision:
+    return StaleRevision(
         f"deployment {name!r} is at revision {current}, not {expected}: someone changed it meanwhile; "
         "read it again and re-apply your change",
         current_revision=current,

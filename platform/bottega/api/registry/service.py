@@ -19,7 +19,7 @@ from bottega.api.db.tables import Model, ModelAlias, ModelVersion, Project
 from bottega.api.pages import Page, PageParams
 from bottega.api.registry import repository as repo
 from bottega.api.registry.schemas import LATEST, RESERVED_ALIASES, AliasRead, ModelCreate, ModelRead, ModelUpdate
-from bottega.core.errors import Conflict, InvalidInput, NotFound
+from bottega.core.errors import Conflict, InvalidInput, ModelNotFound, NotFound
 from bottega.core.names import ALIAS_PATTERN, TAG_KEY_PATTERN
 
 
@@ -30,7 +30,9 @@ def target(project: str, model: str, *rest: str) -> str:
 def load_model(session: Session, project: Project, name: str) -> Model:
     model = repo.model_by_name(session, project.id, name)
     if model is None:
-        raise NotFound(f"model {name!r} does not exist in project {project.name!r}")
+        raise ModelNotFound(
+            f"model {name!r} does not exist in project {project.name!r}", project=project.name, model=name
+        )
     return model
 
 
@@ -39,16 +41,16 @@ def resolve_version(session: Session, model: Model, ref: str) -> ModelVersion:
     if ref.isdigit():
         found = repo.version_by_number(session, model.id, int(ref))
         if found is None:
-            raise NotFound(f"model {model.name!r} has no version {ref}")
+            raise ModelNotFound(f"model {model.name!r} has no version {ref}", model=model.name, version=ref)
         return found
     if ref == LATEST:
         found = repo.latest_version(session, model.id)
         if found is None:
-            raise NotFound(f"model {model.name!r} has no versions yet")
+            raise ModelNotFound(f"model {model.name!r} has no versions yet", model=model.name, version=ref)
         return found
     alias = repo.alias(session, model.id, ref)
     if alias is None:
-        raise NotFound(f"model {model.name!r} has no alias {ref!r}")
+        raise ModelNotFound(f"model {model.name!r} has no alias {ref!r}", model=model.name, version=ref)
     version = session.get(ModelVersion, alias.version_id)
     if version is None:  # pragma: no cover - the foreign key cascades
         raise NotFound(f"alias {ref!r} of model {model.name!r} points at nothing")
